@@ -1,0 +1,38 @@
+/** The mkt command line: the one place that calls process.exit. */
+import { Command, CommanderError } from '@commander-js/extra-typings';
+import { InternalError, ToolError, UsageError } from '../errors.js';
+import { kconfigCommand } from './kconfig.js';
+import { runCommand } from './run.js';
+
+function exit(code: number): never {
+  process.exit(code);
+}
+
+function fail(err: unknown): never {
+  if (err instanceof CommanderError) {
+    // help and --version exit 0; every parse error is a usage error
+    exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2);
+  }
+  if (err instanceof UsageError) {
+    process.stderr.write(`mkt: ${err.message}\n`);
+    exit(err.exitCode);
+  }
+  if (err instanceof ToolError) {
+    process.stderr.write(`mkt: ${err.message}\n`);
+    if (err.stderrTail.trim()) process.stderr.write(`${err.stderrTail.trimEnd()}\n`);
+    exit(125);
+  }
+  const e = err instanceof InternalError ? err : err;
+  process.stderr.write(`mkt: internal error (a bug; please report it): ${(e as Error)?.stack ?? String(e)}\n`);
+  exit(125);
+}
+
+const program = new Command('mkt')
+  .description('boot freshly compiled Linux kernels in QEMU, with the host as the root filesystem')
+  .version('0.1.0')
+  .exitOverride()
+  .showHelpAfterError('(run with --help for usage)');
+program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `mkt: ${s}` : s) });
+for (const sub of [runCommand(exit), kconfigCommand(exit)]) program.addCommand(sub.exitOverride());
+
+program.parseAsync(process.argv).catch(fail);

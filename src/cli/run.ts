@@ -1,0 +1,61 @@
+/** `mkt run`: the subcommand's options; everything else happens in src/run. */
+import { Command, Option } from '@commander-js/extra-typings';
+import { readConfigs, configPaths } from '../config/file.js';
+import { resolveRun } from '../config/resolve.js';
+import { probeHost } from '../host/facts.js';
+import { runMkt, type Reporter } from '../run/run.js';
+import { EXIT_TABLE } from './exit-codes.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** A reporter printing "mkt: ..." lines on stderr; info only with --verbose. */
+export function stderrReporter(verbose: boolean): Reporter {
+  const line = (m: string): void => void process.stderr.write(`mkt: ${m}\n`);
+  return { warn: line, error: line, info: (m) => verbose && line(m) };
+}
+
+/** Build the `run` subcommand; ACT receives the exit status. */
+export function runCommand(act: (code: number) => void): Command<[string[]]> {
+  return new Command('run')
+    .description("boot a kernel in a VM with the host's root (read-only, throw-away writes) and a shell or one command")
+    .argument('[configs...]', 'config sections to apply (OS images come later)')
+    .option('-k, --kernel <path>', 'compiled kernel tree (or make O= dir), bzImage, or installed release')
+    .option('-d, --dir <path>', 'export a host directory at the same path, writable (repeatable)', collect, [] as string[])
+    .option('--no-home', 'do not export your home directory')
+    .option('-e, --exec <cmd>', 'run CMD with /bin/sh -c as you, then power off; its stdio and status are mkt\'s')
+    .option('--timeout <seconds>', 'stop the VM after SECONDS (exit 124)')
+    .addOption(new Option('--accel <accel>', 'auto, kvm or tcg (env MKT_ACCEL); auto falls back to TCG when KVM is unusable'))
+    .option('-m, --memory <size>', 'guest memory (default 1G)')
+    .option('-c, --cpus <n>', 'guest CPUs (default: host CPUs)')
+    .option('-a, --append <args>', 'extra kernel command line arguments (repeatable)', collect, [] as string[])
+    .option('--qemu <path>', 'qemu binary (default qemu-system-x86_64 on PATH; env MKT_QEMU)')
+    .option('--qemu-arg <arg>', 'extra qemu argument, appended last (repeatable)', collect, [] as string[])
+    .option('-n, --dry-run', 'print the qemu command line, shell-quoted, and start nothing')
+    .option('-v, --verbose', 'show the boot console and what mkt does on stderr')
+    .addHelpText('after', `\nConsole: Ctrl-A x ends the VM; Ctrl-A h lists the other Ctrl-A keys.\n\n${EXIT_TABLE}\n\nSee docs/mkt-run.md for the whole reference.`)
+    .action(async (names, o) => {
+      const host = probeHost();
+      const configs = readConfigs(configPaths());
+      const run = resolveRun(
+        {
+          kernel: o.kernel,
+          dir: o.dir,
+          home: o.home,
+          exec: o.exec,
+          timeout: o.timeout,
+          accel: o.accel,
+          memory: o.memory,
+          cpus: o.cpus,
+          append: o.append,
+          qemu: o.qemu,
+          qemuArg: o.qemuArg,
+          dryRun: o.dryRun ?? false,
+          verbose: o.verbose ?? false,
+          names,
+        },
+        configs,
+        host,
+      );
+      act(await runMkt(run, host, stderrReporter(run.verbose)));
+    });
+}

@@ -1,0 +1,162 @@
+/** Merge defaults < config file < environment < flags into one validated ResolvedRun. */
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { ToolError, UsageError } from '../errors.js';
+import { findExecutable, type HostFacts } from '../host/facts.js';
+import { defaultKernel, locateKernel } from '../kernel/locate.js';
+import type { AccelChoice, ExportedDir, ResolvedRun } from '../run/types.js';
+import type { ConfigFile, ConfigSection } from './file.js';
+
+/** The loose input: what commander parsed. */
+export interface RunFlags {
+  readonly kernel?: string;
+  readonly dir: readonly string[];
+  readonly home: boolean;
+  readonly exec?: string;
+  readonly timeout?: string;
+  readonly accel?: string;
+  readonly memory?: string;
+  readonly cpus?: string;
+  readonly append: readonly string[];
+  readonly qemu?: string;
+  readonly qemuArg: readonly string[];
+  readonly dryRun: boolean;
+  readonly verbose: boolean;
+  readonly names: readonly string[];
+}
+
+/** The merged config sections, later files and named sections winning. */
+function mergeSections(configs: readonly ConfigFile[], names: readonly string[]): { section: ConfigSection } {
+  let kernel: string | undefined;
+  let memory: string | undefined;
+  let cpus: string | undefined;
+  let append: string | undefined;
+  let accel: string | undefined;
+  const dir: string[] = [];
+  const apply = (s: ConfigSection): void => {
+    kernel = s.kernel ?? kernel;
+    memory = s.memory ?? memory;
+    cpus = s.cpus ?? cpus;
+    append = s.append ?? append;
+    accel = s.accel ?? accel;
+    dir.push(...s.dir);
+  };
+  for (const c of configs) apply(c.defaults);
+  for (const name of names) {
+    const found = configs.filter((c) => c.sections.has(name));
+    if (!found.length) {
+      const known = configs.flatMap((c) => [...c.sections.keys()]);
+      throw new UsageError(
+        `'${name}' is not a config section` +
+          (known.length ? ` (sections: ${known.join(', ')})` : configs.length ? '' : ' and no config file exists') +
+          '; OS images are not supported yet: without an os argument mkt boots the host\'s own root',
+      );
+    }
+    for (const c of found) apply(c.sections.get(name)!);
+  }
+  return { section: { kernel, memory, cpus, append, accel, dir } };
+}
+
+function checkMemory(v: string, source: string): string {
+  if (!/^[1-9][0-9]*[KMGT]?$/i.test(v)) throw new UsageError(`${source} ${v}: expected a size such as 1G or 2048M`);
+  return v.toUpperCase();
+}
+
+function checkCpus(v: string, source: string): number {
+  if (!/^[1-9][0-9]*$/.test(v)) throw new UsageError(`${source} ${v}: expected a positive number of CPUs`);
+  return Number(v);
+}
+
+function checkAccel(v: string, source: string): AccelChoice {
+  if (v !== 'auto' && v !== 'kvm' && v !== 'tcg') throw new UsageError(`${source} ${v}: expected auto, kvm or tcg`);
+  return v;
+}
+
+/** An exported directory: it must exist; the guest sees it at the path given, qemu serves its real path. */
+function exportDir(value: string, cwd: string, source: string): ExportedDir {
+  const path = resolve(cwd, value);
+  if (!existsSync(path)) throw new UsageError(`${source} ${value}: no such directory: create it or fix the path`);
+  if (!statSync(path).isDirectory()) throw new UsageError(`${source} ${value}: not a directory: --dir exports directories`);
+  return { path, real: realpathSync(path) };
+}
+
+/** Drop directories already visible through another export (fewer mounts, same view). */
+export function dedupeDirs(dirs: readonly ExportedDir[]): ExportedDir[] {
+  const sorted = [...dirs].sort((a, b) => a.real.length - b.real.length);
+  const kept: ExportedDir[] = [];
+  for (const d of sorted) {
+    const inside = kept.some((k) => d.real === k.real || d.real.startsWith(k.real === '/' ? '/' : `${k.real}/`));
+    if (!inside) kept.push(d);
+  }
+  return kept;
+}
+
+/** The caller's working directory as they see it ($PWD when it names the same place). */
+export function callerCwd(env: NodeJS.ProcessEnv): string {
+  const cwd = process.cwd();
+  const pwd = env.PWD;
+  try {
+    if (pwd && isAbsolute(pwd) && realpathSync(pwd) === cwd) return pwd;
+  } catch {
+    /* $PWD is stale */
+  }
+  return cwd;
+}
+
+/** Merge and validate. */
+export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host: HostFacts): ResolvedRun {
+  const env = host.env;
+  const cwd = callerCwd(env as NodeJS.ProcessEnv);
+  const { section } = mergeSections(configs, flags.names);
+  const kernel = flags.kernel ? locateKernel(flags.kernel, 'flag', cwd) : defaultKernel(section.kernel, cwd);
+
+  let accel: AccelChoice = 'auto';
+  let accelSource = 'default';
+  if (section.accel) [accel, accelSource] = [checkAccel(section.accel, 'config accel'), 'config file'];
+  if (env.MKT_ACCEL) [accel, accelSource] = [checkAccel(env.MKT_ACCEL, 'MKT_ACCEL'), 'MKT_ACCEL'];
+  if (flags.accel) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
+
+  const memory = checkMemory(flags.memory ?? section.memory ?? '1G', '--memory');
+  const cpus = flags.cpus ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, 'config cpus') : host.cpus;
+
+  let timeout: number | undefined;
+  if (flags.timeout !== undefined) {
+    timeout = Number(flags.timeout);
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(flags.timeout) || timeout <= 0) {
+      throw new UsageError(`--timeout ${flags.timeout}: expected a positive number of seconds`);
+    }
+  }
+  if (flags.exec !== undefined && flags.exec.trim() === '') throw new UsageError('--exec needs a command');
+
+  const qemuName = flags.qemu ?? env.MKT_QEMU ?? 'qemu-system-x86_64';
+  const qemu = findExecutable(qemuName, env.PATH);
+  if (!qemu) {
+    throw new ToolError(
+      flags.qemu || env.MKT_QEMU
+        ? `${qemuName} is not an executable: fix --qemu (or MKT_QEMU)`
+        : 'qemu-system-x86_64 not found: install the qemu-system-x86 package (apt-get install qemu-system-x86)',
+    );
+  }
+
+  const dirs: ExportedDir[] = [];
+  if (flags.home && existsSync(host.user.home)) dirs.push({ path: host.user.home, real: realpathSync(host.user.home) });
+  for (const d of section.dir) dirs.push(exportDir(d, cwd, 'config dir'));
+  for (const d of flags.dir) dirs.push(exportDir(d, cwd, '--dir'));
+
+  return Object.freeze({
+    kernel,
+    dirs: dedupeDirs(dirs),
+    exec: flags.exec,
+    timeout,
+    accel,
+    accelSource,
+    memory,
+    cpus,
+    append: [...(section.append ? [section.append] : []), ...flags.append],
+    qemu,
+    qemuArgs: [...flags.qemuArg],
+    dryRun: flags.dryRun,
+    verbose: flags.verbose,
+    cwd,
+  });
+}

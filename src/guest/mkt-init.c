@@ -1,0 +1,696 @@
+/*
+ * mkt-init: PID 1 of every mkt guest, run from the small initramfs mkt writes.
+ *
+ * It is a static binary rather than a shell script because every fork and
+ * exec costs milliseconds under TCG, and the whole of mkt's own work between
+ * the kernel starting init and the user's command starting should be a few
+ * tens of milliseconds.
+ *
+ * Steps: load the modules the initramfs carries (for kernels whose virtio or
+ * 9p support is modular), read the run spec the host sends over the
+ * "mkt.ctl" virtio port, mount the host's root read-only with a tmpfs
+ * overlay on top, mount the exported directories, switch into that root,
+ * then run either the user's command (exec mode: stdout and stderr relayed to
+ * their own ports and counted, so the host knows when it has all of them) or
+ * a login shell on hvc0 (shell mode). It reports the exit status on mkt.ctl,
+ * waits for the host's acknowledgement and reboots; qemu runs with
+ * -no-reboot, so the reboot ends the VM.
+ *
+ * Spec format (host to guest, on mkt.ctl): records "key=value" separated by
+ * NUL bytes, ended by an empty record. Guest to host: text lines
+ * "hello", "exit CODE OUTBYTES ERRBYTES", "error MESSAGE".
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_RECORDS 512
+#define NEW_ROOT "/newroot"
+
+static int ctl_fd = -1;
+static char *spec_keys[MAX_RECORDS];
+static char *spec_vals[MAX_RECORDS];
+static int spec_count;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof buf - 2)
+		n = sizeof buf - 2;
+	buf[n++] = '\n';
+	if (write(2, "mkt-init: ", 10) < 0 || write(2, buf, n) < 0) {
+		/* the console is gone: nothing else to tell */
+	}
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void ctl_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ctl_line(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof buf - 2)
+		n = sizeof buf - 2;
+	buf[n++] = '\n';
+	if (ctl_fd >= 0)
+		write_all(ctl_fd, buf, (size_t)n);
+}
+
+/* End the VM. With -no-reboot, qemu exits on the reset. */
+static void __attribute__((noreturn)) finish(void)
+{
+	sync();
+	reboot(RB_AUTOBOOT);
+	for (;;)
+		pause();
+}
+
+/* Report a fatal error to the host and to the console, then end the VM. */
+static void __attribute__((noreturn)) fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void __attribute__((noreturn)) fatal(const char *fmt, ...)
+{
+	char buf[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	say("%s", buf);
+	ctl_line("error %s", buf);
+	finish();
+}
+
+static const char *spec_get(const char *key)
+{
+	for (int i = 0; i < spec_count; i++)
+		if (strcmp(spec_keys[i], key) == 0)
+			return spec_vals[i];
+	return NULL;
+}
+
+static const char *spec_need(const char *key)
+{
+	const char *v = spec_get(key);
+	if (!v)
+		fatal("run spec lacks '%s'", key);
+	return v;
+}
+
+/* mkdir -p; existing components (directories or links to them) are fine. */
+static void mkdir_p(const char *path, mode_t mode)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	if (len >= sizeof buf)
+		fatal("path too long: %s", path);
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(buf, mode) < 0 && errno != EEXIST)
+				fatal("mkdir %s: %s", buf, strerror(errno));
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+}
+
+static void do_mount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
+{
+	if (mount(src, dst, type, flags, data) < 0)
+		fatal("mount %s on %s (%s, %s): %s", src, dst, type ? type : "-", data ? data : "", strerror(errno));
+}
+
+static void load_modules(void)
+{
+	/* The initramfs lists the modules it carries in load order (dependencies first). */
+	FILE *f = fopen("/mkt/modules.list", "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0])
+			continue;
+		int fd = open(line, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			fatal("open %s: %s", line, strerror(errno));
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+			fatal("loading module %s: %s", line, strerror(errno));
+		close(fd);
+	}
+	fclose(f);
+}
+
+/* Find the /dev node of the virtio port named NAME; -1 when it is not there (yet). */
+static int open_port(const char *name, int flags)
+{
+	DIR *d = opendir("/sys/class/virtio-ports");
+	if (!d)
+		return -1;
+	struct dirent *e;
+	int fd = -1;
+	while (fd < 0 && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p[300], got[128] = "";
+		snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+		int nf = open(p, O_RDONLY | O_CLOEXEC);
+		if (nf < 0)
+			continue;
+		ssize_t n = read(nf, got, sizeof got - 1);
+		close(nf);
+		if (n <= 0)
+			continue;
+		got[n] = '\0';
+		got[strcspn(got, "\n")] = '\0';
+		if (strcmp(got, name) == 0) {
+			snprintf(p, sizeof p, "/dev/%s", e->d_name);
+			fd = open(p, flags | O_CLOEXEC);
+			if (fd < 0)
+				fatal("open %s (port %s): %s", p, name, strerror(errno));
+		}
+	}
+	closedir(d);
+	return fd;
+}
+
+/* Ports are announced to the guest asynchronously; wait a bounded time for one. */
+static int wait_port(const char *name, int flags)
+{
+	for (int i = 0; i < 5000; i++) {
+		int fd = open_port(name, flags);
+		if (fd >= 0)
+			return fd;
+		usleep(1000);
+	}
+	fatal("virtio port %s did not appear", name);
+}
+
+static void read_spec(void)
+{
+	static char buf[1 << 20];
+	size_t used = 0;
+	for (;;) {
+		if (used == sizeof buf)
+			fatal("run spec larger than %zu bytes", sizeof buf);
+		ssize_t n = read(ctl_fd, buf + used, sizeof buf - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fatal("host closed the control port before sending the run spec");
+		used += (size_t)n;
+		/* ended by an empty record: two NULs in a row (or one at the start) */
+		if ((used >= 2 && buf[used - 1] == '\0' && buf[used - 2] == '\0') || (used == 1 && buf[0] == '\0'))
+			break;
+	}
+	char *p = buf, *end = buf + used;
+	while (p < end && *p) {
+		char *eq = strchr(p, '=');
+		if (!eq || spec_count == MAX_RECORDS)
+			fatal("malformed run spec record '%.40s'", p);
+		*eq = '\0';
+		spec_keys[spec_count] = p;
+		spec_vals[spec_count] = eq + 1;
+		spec_count++;
+		p = eq + 1 + strlen(eq + 1) + 1;
+	}
+}
+
+static void write_file(const char *path, const char *text, mode_t mode, int append)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
+	if (fd < 0) {
+		say("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	write_all(fd, text, strlen(text));
+	close(fd);
+}
+
+/* Bring up lo: the kernel gives it 127.0.0.1/8 once it is up. */
+static void loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			say("cannot bring up lo: %s", strerror(errno));
+	}
+	close(s);
+}
+
+static const char *p9_opts(const char *cache)
+{
+	static char buf[200];
+	/* msize: bigger messages mean fewer round trips per read */
+	snprintf(buf, sizeof buf, "trans=virtio,version=9p2000.L,msize=262144,cache=%s,access=any", cache);
+	return buf;
+}
+
+/* Mount the host root read-only and a throw-away tmpfs overlay on top at NEW_ROOT. */
+static void mount_root(void)
+{
+	/* the host's /, as exported read-only by qemu */
+	mkdir_p("/lower", 0755);
+	const char *fs = spec_need("fs");
+	if (strcmp(fs, "virtiofs") == 0)
+		do_mount("mktroot", "/lower", "virtiofs", MS_RDONLY, "");
+	else
+		do_mount("mktroot", "/lower", "9p", MS_RDONLY, p9_opts("loose"));
+	/* the writable layer lives in guest memory and dies with the VM */
+	mkdir_p("/rw", 0755);
+	do_mount("mkt-rw", "/rw", "tmpfs", 0, "mode=0755");
+	mkdir_p("/rw/upper", 0755);
+	mkdir_p("/rw/work", 0755);
+	mkdir_p(NEW_ROOT, 0755);
+	do_mount("overlay", NEW_ROOT, "overlay", 0, "lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work");
+}
+
+/* Mount the fresh per-boot filesystems and move the kernel ones into the new root. */
+static void mount_system(void)
+{
+	do_mount("/dev", NEW_ROOT "/dev", NULL, MS_MOVE, NULL);
+	do_mount("/proc", NEW_ROOT "/proc", NULL, MS_MOVE, NULL);
+	do_mount("/sys", NEW_ROOT "/sys", NULL, MS_MOVE, NULL);
+	/* fresh scratch space: the host's /tmp and /run content means nothing here */
+	do_mount("tmpfs", NEW_ROOT "/tmp", "tmpfs", 0, "mode=1777");
+	do_mount("tmpfs", NEW_ROOT "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+	/* POSIX shared memory */
+	mkdir_p(NEW_ROOT "/dev/shm", 01777);
+	do_mount("tmpfs", NEW_ROOT "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	/* pseudo terminals, where the kernel has them */
+	mkdir_p(NEW_ROOT "/dev/pts", 0755);
+	if (mount("devpts", NEW_ROOT "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666") == 0)
+		(void)symlink("pts/ptmx", NEW_ROOT "/dev/ptmx");
+}
+
+/* Mount each exported host directory at its own path, writable through to the host. */
+static void mount_dirs(void)
+{
+	const char *fs = spec_need("fs");
+	const char *cache = spec_get("dircache");
+	for (int i = 0; i < spec_count; i++) {
+		if (strcmp(spec_keys[i], "dir") != 0)
+			continue;
+		/* value: TAG:PATH (a tag has no colon; a path may) */
+		char *v = spec_vals[i], *colon = strchr(v, ':');
+		if (!colon)
+			fatal("malformed dir record '%s'", v);
+		*colon = '\0';
+		char at[4096];
+		snprintf(at, sizeof at, NEW_ROOT "%s", colon + 1);
+		mkdir_p(at, 0755);
+		if (strcmp(fs, "virtiofs") == 0)
+			do_mount(v, at, "virtiofs", 0, "");
+		else
+			do_mount(v, at, "9p", 0, p9_opts(cache ? cache : "mmap"));
+	}
+}
+
+/* Make the tree's modules and its System.map and .config visible where tools look for them. */
+static void kernel_files(void)
+{
+	struct utsname u;
+	if (uname(&u) < 0)
+		return;
+	const char *release = u.release;
+	char path[4096];
+	const char *mods = spec_get("modules");
+	if (mods) {
+		char from[4096];
+		snprintf(from, sizeof from, NEW_ROOT "%s", mods);
+		snprintf(path, sizeof path, NEW_ROOT "/lib/modules/%s", release);
+		mkdir_p(path, 0755);
+		do_mount(from, path, NULL, MS_BIND, NULL);
+	}
+	const char *links[][2] = { { "sysmap", "System.map" }, { "kconfig", "config" } };
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+		const char *target = spec_get(links[i][0]);
+		if (!target)
+			continue;
+		snprintf(path, sizeof path, NEW_ROOT "/boot/%s-%s", links[i][1], release);
+		mkdir_p(NEW_ROOT "/boot", 0755);
+		unlink(path);
+		if (symlink(target, path) < 0)
+			say("cannot link %s: %s", path, strerror(errno));
+	}
+}
+
+/* Give the guest its own name, resolvable like any host's, and sudo for the user. */
+static void identity_files(void)
+{
+	const char *host = spec_need("hostname");
+	if (sethostname(host, strlen(host)) < 0)
+		say("sethostname: %s", strerror(errno));
+	char line[400];
+	snprintf(line, sizeof line, "\n127.0.1.1\t%s\n", host);
+	write_file(NEW_ROOT "/etc/hosts", line, 0644, 1);
+	snprintf(line, sizeof line, "%s\n", host);
+	unlink(NEW_ROOT "/etc/hostname");
+	write_file(NEW_ROOT "/etc/hostname", line, 0644, 0);
+
+	const char *user = spec_need("user");
+	if (access(NEW_ROOT "/usr/bin/sudo", X_OK) == 0 && strcmp(user, "root") != 0) {
+		/*
+		 * A fresh sudoers rather than an edited one: when mkt runs as a
+		 * regular user, qemu cannot read the host's (mode 0440), and
+		 * unlinking first means overlayfs need not copy it up.
+		 */
+		char text[600];
+		snprintf(text, sizeof text,
+			 "# written by mkt-init for this VM only\n"
+			 "Defaults env_reset\n"
+			 "root ALL=(ALL:ALL) ALL\n"
+			 "%s ALL=(ALL:ALL) NOPASSWD: ALL\n", user);
+		unlink(NEW_ROOT "/etc/sudoers");
+		write_file(NEW_ROOT "/etc/sudoers", text, 0440, 0);
+	}
+	if (access(NEW_ROOT "/etc/shadow", R_OK) < 0) {
+		/*
+		 * The host's shadow file is unreadable to a regular user's qemu,
+		 * and PAM's account check (sudo) fails without one: give every
+		 * account a locked password and no ageing.
+		 */
+		FILE *pw = fopen(NEW_ROOT "/etc/passwd", "r");
+		FILE *sh = NULL;
+		unlink(NEW_ROOT "/etc/shadow");
+		if (pw && (sh = fopen(NEW_ROOT "/etc/shadow", "w"))) {
+			char l[1024];
+			while (fgets(l, sizeof l, pw)) {
+				size_t n = strcspn(l, ":\n");
+				if (n > 0)
+					fprintf(sh, "%.*s:*:::::::\n", (int)n, l);
+			}
+		}
+		if (sh)
+			fclose(sh);
+		if (pw)
+			fclose(pw);
+		chmod(NEW_ROOT "/etc/shadow", 0640);
+	}
+}
+
+static void switch_root(void)
+{
+	if (chdir(NEW_ROOT) < 0)
+		fatal("chdir %s: %s", NEW_ROOT, strerror(errno));
+	do_mount(".", "/", NULL, MS_MOVE, NULL);
+	if (chroot(".") < 0 || chdir("/") < 0)
+		fatal("chroot: %s", strerror(errno));
+}
+
+static char **build_env(void)
+{
+	static char *env[MAX_RECORDS + 8];
+	static char bufs[6][4200];
+	int n = 0;
+	const char *pairs[][2] = {
+		{ "HOME", spec_need("home") }, { "USER", spec_need("user") }, { "LOGNAME", spec_need("user") },
+		{ "SHELL", spec_need("shell") }, { "PATH", spec_need("path") }, { "TERM", spec_get("term") },
+	};
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+		if (!pairs[i][1])
+			continue;
+		snprintf(bufs[i], sizeof bufs[i], "%s=%s", pairs[i][0], pairs[i][1]);
+		env[n++] = bufs[i];
+	}
+	for (int i = 0; i < spec_count; i++)
+		if (strcmp(spec_keys[i], "env") == 0)
+			env[n++] = spec_vals[i];
+	env[n] = NULL;
+	return env;
+}
+
+/* In the child: become the invoking user (same uid, gid and groups). */
+static void drop_privileges(void)
+{
+	gid_t groups[256];
+	int ng = 0;
+	const char *gl = spec_get("groups");
+	while (gl && *gl && ng < 256) {
+		groups[ng++] = (gid_t)strtoul(gl, (char **)&gl, 10);
+		if (*gl == ',')
+			gl++;
+	}
+	uid_t uid = (uid_t)strtoul(spec_need("uid"), NULL, 10);
+	gid_t gid = (gid_t)strtoul(spec_need("gid"), NULL, 10);
+	if (setgroups((size_t)ng, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		say("cannot become uid %u gid %u: %s", uid, gid, strerror(errno));
+		_exit(126);
+	}
+}
+
+static void enter_cwd(void)
+{
+	const char *cwd = spec_get("cwd");
+	if (cwd && chdir(cwd) == 0)
+		return;
+	if (chdir(spec_need("home")) == 0)
+		return;
+	if (chdir("/") < 0)
+		_exit(126);
+}
+
+static int wait_status_code(int st)
+{
+	/* as a shell reports it: 128+N for a command killed by signal N */
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 125;
+}
+
+/* Relay FROM (a pipe) to TO (a port) until it would block or ends; returns bytes moved or -1 at EOF. */
+static long long relay(int from, int to, long long *count)
+{
+	static char buf[65536];
+	long long moved = 0;
+	for (;;) {
+		ssize_t n = read(from, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return moved; /* EAGAIN: drained for now */
+		if (n == 0)
+			return -1;
+		write_all(to, buf, (size_t)n);
+		*count += n;
+		moved += n;
+	}
+}
+
+static int sigchld_pipe[2];
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	if (write(sigchld_pipe[1], "c", 1) < 0) {
+		/* the pipe is full: a wake-up is already pending */
+	}
+	errno = saved;
+}
+
+static void run_exec(int in_fd, int out_port, int err_port)
+{
+	const char *cmd = spec_need("cmd");
+	int out[2], err[2];
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		fatal("pipe: %s", strerror(errno));
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigchld;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+	char **env = build_env();
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		signal(SIGCHLD, SIG_DFL);
+		setsid();
+		dup2(in_fd, 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		drop_privileges();
+		enter_cwd();
+		char *argv[] = { "sh", "-c", (char *)cmd, NULL };
+		execve("/bin/sh", argv, env);
+		say("cannot run /bin/sh: %s", strerror(errno));
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	close(in_fd);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	long long nout = 0, nerr = 0;
+	int status = -1;
+	struct pollfd fds[3] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 }, { sigchld_pipe[0], POLLIN, 0 } };
+	while (status < 0) {
+		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+			fatal("poll: %s", strerror(errno));
+		for (int i = 0; i < 2; i++)
+			if (fds[i].fd >= 0 && fds[i].revents) {
+				if (relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout) < 0) {
+					close(fds[i].fd);
+					fds[i].fd = -1;
+				}
+			}
+		if (fds[2].revents) {
+			char c[64];
+			while (read(sigchld_pipe[0], c, sizeof c) > 0) {
+			}
+		}
+		/* reap everything; the main child's end decides */
+		int st;
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+			if (w == pid)
+				status = wait_status_code(st);
+	}
+	/* what the command wrote before it ended, without waiting for background children */
+	for (int i = 0; i < 2; i++)
+		if (fds[i].fd >= 0)
+			relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout);
+	sync();
+	ctl_line("exit %d %lld %lld", status, nout, nerr);
+}
+
+static void run_shell(void)
+{
+	const char *shell = spec_need("shell");
+	char **env = build_env();
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		setsid();
+		int tty = open("/dev/hvc0", O_RDWR);
+		if (tty < 0) {
+			say("open /dev/hvc0: %s", strerror(errno));
+			_exit(126);
+		}
+		ioctl(tty, TIOCSCTTY, 0);
+		const char *rows = spec_get("rows"), *cols = spec_get("cols");
+		if (rows && cols) {
+			struct winsize ws = { (unsigned short)atoi(rows), (unsigned short)atoi(cols), 0, 0 };
+			ioctl(tty, TIOCSWINSZ, &ws);
+		}
+		dup2(tty, 0);
+		dup2(tty, 1);
+		dup2(tty, 2);
+		if (tty > 2)
+			close(tty);
+		drop_privileges();
+		enter_cwd();
+		/* a leading '-' in argv[0] makes it a login shell */
+		const char *base = strrchr(shell, '/');
+		char arg0[256];
+		snprintf(arg0, sizeof arg0, "-%s", base ? base + 1 : shell);
+		char *argv[] = { arg0, NULL };
+		execve(shell, argv, env);
+		say("cannot run %s: %s", shell, strerror(errno));
+		_exit(127);
+	}
+	int st, status = -1;
+	pid_t w;
+	while (status < 0 && (w = wait(&st)) != -1)
+		if (w == pid)
+			status = wait_status_code(st);
+	sync();
+	ctl_line("exit %d 0 0", status);
+}
+
+int main(void)
+{
+	/* the kernel's own filesystems, needed to find ports and load modules */
+	mkdir_p("/dev", 0755);
+	mkdir_p("/proc", 0755);
+	mkdir_p("/sys", 0755);
+	mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+	do_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	do_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	load_modules();
+
+	ctl_fd = wait_port("mkt.ctl", O_RDWR);
+	ctl_line("hello");
+	read_spec();
+	const char *mode = spec_need("mode");
+	int in_fd = -1, out_port = -1, err_port = -1;
+	if (strcmp(mode, "exec") == 0) {
+		in_fd = wait_port("mkt.stdin", O_RDONLY);
+		out_port = wait_port("mkt.stdout", O_WRONLY);
+		err_port = wait_port("mkt.stderr", O_WRONLY);
+	}
+
+	mount_root();
+	mount_system();
+	mount_dirs();
+	kernel_files();
+	identity_files();
+	switch_root();
+	loopback_up();
+	ctl_line("ready");
+
+	if (strcmp(mode, "exec") == 0)
+		run_exec(in_fd, out_port, err_port);
+	else
+		run_shell();
+
+	/* wait (bounded) for the host to say it has every byte, then end the VM */
+	struct pollfd p = { ctl_fd, POLLIN, 0 };
+	poll(&p, 1, 10000);
+	finish();
+}

@@ -1,0 +1,105 @@
+/** Facts about the host, gathered once per run and passed as data to the planner. */
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { availableParallelism, hostname, userInfo } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The invoking user, as the guest will see them. */
+export interface UserFacts {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly number[];
+  readonly home: string;
+  readonly shell: string;
+}
+
+/** Everything the planner needs to know about the host. */
+export interface HostFacts {
+  readonly user: UserFacts;
+  readonly cpus: number;
+  /** /dev/kvm can be opened read-write (not proof that KVM works). */
+  readonly kvmAccess: { readonly ok: true } | { readonly ok: false; readonly reason: string };
+  readonly bootId: string;
+  readonly hostname: string;
+  readonly cacheDir: string;
+  /** The compiled guest init shipped with mkt. */
+  readonly initBinary: string;
+  readonly setpriv: string | undefined;
+  readonly depmod: string | undefined;
+  readonly terminal: { readonly rows: number; readonly cols: number } | undefined;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Find NAME on PATH plus the sbin directories a regular user's PATH often lacks. */
+export function findExecutable(name: string, path = process.env.PATH ?? ''): string | undefined {
+  if (name.includes('/')) return isExecutable(name) ? name : undefined;
+  const dirs = [...path.split(delimiter).filter(Boolean), '/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+  for (const d of dirs) {
+    const p = join(d, name);
+    if (isExecutable(p)) return p;
+  }
+  return undefined;
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function kvmAccess(): HostFacts['kvmAccess'] {
+  if (!existsSync('/dev/kvm')) {
+    return { ok: false, reason: '/dev/kvm does not exist (no hardware virtualization, or the kvm module is not loaded)' };
+  }
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return { ok: true };
+  } catch {
+    return {
+      ok: false,
+      reason: `/dev/kvm is not accessible to ${userInfo().username}: add the user to the kvm group (sudo adduser ${userInfo().username} kvm) and log in again`,
+    };
+  }
+}
+
+/** The package root (where bin/, dist/ and src/ live). */
+export function packageRoot(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+/** Gather the host facts. */
+export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
+  const info = userInfo();
+  const home = env.HOME || info.homedir;
+  let bootId = 'unknown';
+  try {
+    bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    /* not Linux: mkt will fail later with a clearer message */
+  }
+  const tty = process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
+  return {
+    user: {
+      name: info.username,
+      uid: info.uid,
+      gid: info.gid,
+      groups: process.getgroups?.() ?? [info.gid],
+      home,
+      shell: env.SHELL || info.shell || '/bin/sh',
+    },
+    cpus: availableParallelism(),
+    kvmAccess: kvmAccess(),
+    bootId,
+    hostname: hostname(),
+    cacheDir: join(env.XDG_CACHE_HOME || join(home, '.cache'), 'mkt'),
+    initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
+    setpriv: findExecutable('setpriv', env.PATH),
+    depmod: findExecutable('depmod', env.PATH),
+    terminal: tty,
+    env,
+  };
+}

@@ -1,0 +1,30 @@
+/** Remembering, for the current host boot, that KVM does not work here. */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** What an earlier run found out about KVM during this boot. */
+export interface KvmVerdict {
+  readonly bootId: string;
+  readonly works: boolean;
+  readonly reason: string;
+}
+
+export const verdictPath = (cacheDir: string): string => join(cacheDir, 'kvm-verdict.json');
+
+/** The verdict recorded during this boot, if any (a verdict from an earlier boot is ignored). */
+export function readVerdict(cacheDir: string, bootId: string): KvmVerdict | undefined {
+  try {
+    const v = JSON.parse(readFileSync(verdictPath(cacheDir), 'utf8')) as KvmVerdict;
+    return v.bootId === bootId ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Record a verdict atomically. */
+export function writeVerdict(cacheDir: string, v: KvmVerdict): void {
+  mkdirSync(cacheDir, { recursive: true });
+  const tmp = `${verdictPath(cacheDir)}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(v));
+  renameSync(tmp, verdictPath(cacheDir));
+}

@@ -1,0 +1,67 @@
+/** The kernel options mkt needs, each with the reason it is needed. */
+
+/** One `CONFIG_` entry of the fragment that `mkt kconfig` applies. */
+export interface KconfigEntry {
+  readonly option: string;
+  readonly value: 'y' | 'm' | string;
+  readonly why: string;
+  /** Needed to boot at all (checked before boot); others are recommended. */
+  readonly required: boolean;
+}
+
+const e = (option: string, value: string, required: boolean, why: string): KconfigEntry => ({
+  option,
+  value,
+  why,
+  required,
+});
+
+/** Options in dependency order (olddefconfig only keeps a symbol whose dependencies hold). */
+export const KCONFIG_FRAGMENT: readonly KconfigEntry[] = [
+  e('PCI', 'y', true, 'every mkt device is a virtio-pci device'),
+  e('PCI_MSI', 'y', false, 'virtio-pci interrupts without shared-line polling'),
+  e('VIRTIO_MENU', 'y', false, 'makes the virtio drivers selectable'),
+  e('VIRTIO_PCI', 'y', true, 'the virtio transport mkt uses'),
+  e('TTY', 'y', true, 'consoles at all'),
+  e('VIRTIO_CONSOLE', 'y', true, 'hvc0 shell and the --exec stdio/control ports'),
+  e('SERIAL_8250', 'y', false, 'boot messages on the serial port'),
+  e('SERIAL_8250_CONSOLE', 'y', false, 'console=ttyS0'),
+  e('UNIX98_PTYS', 'y', false, 'pseudo terminals for sudo, tmux, ssh in the guest'),
+  e('NET', 'y', true, '9p runs over the network stack'),
+  e('INET', 'y', false, 'loopback 127.0.0.1 and sockets of ordinary programs'),
+  e('UNIX', 'y', false, 'AF_UNIX sockets of ordinary programs'),
+  e('NETWORK_FILESYSTEMS', 'y', false, 'makes 9p selectable'),
+  e('NET_9P', 'y', true, 'host root and --dir exports over 9p'),
+  e('NET_9P_VIRTIO', 'y', true, '9p transport over virtio'),
+  e('9P_FS', 'y', true, 'the 9p filesystem'),
+  e('9P_FS_POSIX_ACL', 'y', false, 'ACLs of exported directories'),
+  e('FUSE_FS', 'y', false, 'virtiofs is built on FUSE'),
+  e('VIRTIO_FS', 'y', false, 'host root and --dir exports over virtiofs'),
+  e('OVERLAY_FS', 'y', true, 'throw-away writable layer over the read-only root'),
+  e('TMPFS', 'y', true, 'the overlay upper layer, /tmp, /run and /dev/shm'),
+  e('DEVTMPFS', 'y', true, '/dev without udev'),
+  e('PROC_FS', 'y', true, '/proc'),
+  e('SYSFS', 'y', true, '/sys, used to find the virtio ports'),
+  e('BLK_DEV_INITRD', 'y', true, 'mkt starts the guest from a small initramfs'),
+  e('BINFMT_ELF', 'y', true, 'run programs'),
+  e('BINFMT_SCRIPT', 'y', false, 'run #! scripts'),
+  e('MULTIUSER', 'y', true, 'the shell runs as the invoking user'),
+  e('MODULES', 'y', false, 'load the tree\'s modules with modprobe'),
+  e('MODULE_UNLOAD', 'y', false, 'rmmod, to reload a module under test'),
+  e('FUTEX', 'y', false, 'glibc threads and locks of host programs'),
+  e('EPOLL', 'y', false, 'event loops of host programs'),
+  e('SIGNALFD', 'y', false, 'host programs (systemd tools, sudo) use it'),
+  e('TIMERFD', 'y', false, 'host programs use it'),
+  e('EVENTFD', 'y', false, 'host programs use it'),
+  e('SHMEM', 'y', false, 'shared memory and /dev/shm'),
+  e('AIO', 'y', false, 'host programs use it'),
+  e('FILE_LOCKING', 'y', false, 'flock and fcntl locks of host programs'),
+  e('POSIX_TIMERS', 'y', false, 'timer_create, used by coreutils timeout and others'),
+  e('ADVISE_SYSCALLS', 'y', false, 'madvise and fadvise of host programs'),
+  e('MAGIC_SYSRQ', 'y', false, 'echo c > /proc/sysrq-trigger and friends'),
+];
+
+/** The fragment as `.config` lines with a comment giving each reason. */
+export function renderFragment(entries: readonly KconfigEntry[] = KCONFIG_FRAGMENT): string {
+  return entries.map((x) => `# ${x.why}\nCONFIG_${x.option}=${x.value}\n`).join('');
+}

@@ -1,0 +1,46 @@
+/** `mkt kconfig`: add the options mkt needs to a tree's .config. */
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ToolError, UsageError } from '../errors.js';
+import { shellQuote } from '../qemu/escape.js';
+import { KCONFIG_FRAGMENT, renderFragment } from './kconfig-fragment.js';
+
+/** Parse .config text into a map of option (without CONFIG_) to value; "is not set" maps to 'n'. */
+export function parseDotConfig(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const set = /^CONFIG_([A-Za-z0-9_]+)=(.*)$/.exec(line);
+    if (set) {
+      out.set(set[1]!, set[2]!);
+      continue;
+    }
+    const unset = /^# CONFIG_([A-Za-z0-9_]+) is not set$/.exec(line);
+    if (unset) out.set(unset[1]!, 'n');
+  }
+  return out;
+}
+
+/** Append the fragment to DIR/.config and run `make olddefconfig`; returns options that did not stick. */
+export function applyKconfig(dir: string): string[] {
+  const dotconfig = join(dir, '.config');
+  if (!existsSync(join(dir, 'Makefile')) || !existsSync(join(dir, 'Kconfig'))) {
+    throw new UsageError(`${dir} is not a kernel source tree (no Makefile and Kconfig): pass the tree as DIR or cd into it`);
+  }
+  if (!existsSync(dotconfig)) {
+    throw new UsageError(`${dotconfig} does not exist: run 'make defconfig' (or tinyconfig) in ${dir} first`);
+  }
+  appendFileSync(dotconfig, `\n# added by mkt kconfig\n${renderFragment()}`);
+  const argv = ['make', '-C', dir, 'olddefconfig'];
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    throw new ToolError(
+      `${argv.map(shellQuote).join(' ')} failed`,
+      argv,
+      r.status,
+      (r.stderr ?? String(r.error)).slice(-2000),
+    );
+  }
+  const after = parseDotConfig(readFileSync(dotconfig, 'utf8'));
+  return KCONFIG_FRAGMENT.filter((x) => after.get(x.option) !== x.value).map((x) => `CONFIG_${x.option}`);
+}

@@ -1,0 +1,145 @@
+/** Turning what the user passed as --kernel into a bootable image and its companions. */
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { isNotBzImage, parseBzImage } from './bzimage.js';
+
+/** A kernel mkt can boot. */
+export interface KernelInfo {
+  /** The bzImage to pass to qemu -kernel (symlinks resolved). */
+  readonly image: string;
+  readonly release: string;
+  /** The compiled tree (or make O= build directory) the image came from. */
+  readonly tree?: string;
+  /** The kernel's .config, when known (tree/.config or /boot/config-RELEASE). */
+  readonly dotconfig?: string;
+  /** System.map, when known. */
+  readonly sysmap?: string;
+  /** An installed module directory (/lib/modules/RELEASE) when the kernel is installed. */
+  readonly installedModules?: string;
+  /** How it was chosen, for the one-line note when mkt picked it itself. */
+  readonly how: 'flag' | 'config' | 'cwd' | 'newest-installed';
+}
+
+const TREE_IMAGE = 'arch/x86/boot/bzImage';
+
+function readHead(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Read the release from a bzImage's header, or fail naming the file and what to pass instead. */
+export function bzImageRelease(path: string, shown: string): string {
+  const info = parseBzImage(readHead(path));
+  if (isNotBzImage(info)) {
+    const hint = basename(path).startsWith('vmlinux')
+      ? `pass ${TREE_IMAGE} (or the tree itself) instead`
+      : 'pass a compiled kernel tree, a bzImage or an installed release';
+    throw new UsageError(`--kernel ${shown}: ${info.reason}: ${hint}`, 125);
+  }
+  if (!info.release) throw new UsageError(`--kernel ${shown}: the bzImage header carries no kernel version string`, 125);
+  return info.release;
+}
+
+function fromTree(tree: string, shown: string, how: KernelInfo['how']): KernelInfo {
+  const image = join(tree, TREE_IMAGE);
+  if (!existsSync(image)) {
+    throw new UsageError(
+      `--kernel ${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}): run 'make -j$(nproc)' there first`,
+      125,
+    );
+  }
+  const relFile = join(tree, 'include/config/kernel.release');
+  const release = existsSync(relFile) ? readFileSync(relFile, 'utf8').trim() : bzImageRelease(image, shown);
+  bzImageRelease(image, shown); // a corrupt image is refused before boot
+  const opt = (p: string): string | undefined => (existsSync(join(tree, p)) ? join(tree, p) : undefined);
+  return { image, release, tree, dotconfig: opt('.config'), sysmap: opt('System.map'), how };
+}
+
+function installed(release: string, how: KernelInfo['how']): KernelInfo {
+  const image = realpathSync(`/boot/vmlinuz-${release}`);
+  const opt = (p: string): string | undefined => (existsSync(p) ? p : undefined);
+  return {
+    image,
+    release,
+    dotconfig: opt(`/boot/config-${release}`),
+    sysmap: opt(`/boot/System.map-${release}`),
+    installedModules: opt(`/lib/modules/${release}`),
+    how,
+  };
+}
+
+function looksLikeTree(dir: string): boolean {
+  return existsSync(join(dir, 'Makefile')) && (existsSync(join(dir, 'Kconfig')) || existsSync(join(dir, 'include/config')));
+}
+
+/** Resolve one --kernel value (a tree, a build directory, a bzImage, a release or /boot/vmlinuz-RELEASE). */
+export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd = process.cwd()): KernelInfo {
+  const path = resolve(cwd, value);
+  if (existsSync(path)) {
+    const real = realpathSync(path);
+    if (statSync(real).isDirectory()) {
+      if (existsSync(join(real, TREE_IMAGE)) || looksLikeTree(real)) return fromTree(real, value, how);
+      throw new UsageError(
+        `--kernel ${value}: ${real} is a directory but not a kernel tree (no Makefile or ${TREE_IMAGE}): pass a compiled tree, a bzImage or an installed release`,
+      );
+    }
+    // a bzImage inside its own tree: use the tree, for its modules and .config
+    if (real.endsWith(`/${TREE_IMAGE}`)) {
+      const tree = real.slice(0, -TREE_IMAGE.length - 1);
+      if (existsSync(join(tree, 'include/config/kernel.release'))) return fromTree(tree, value, how);
+    }
+    const release = bzImageRelease(real, value);
+    const m = /^vmlinuz-(.+)$/.exec(basename(path));
+    if (dirname(path) === '/boot' && m && m[1] === release) return installed(release, how);
+    const opt = (p: string): string | undefined => (existsSync(p) ? p : undefined);
+    return {
+      image: real,
+      release,
+      installedModules: opt(`/lib/modules/${release}`),
+      dotconfig: opt(`/boot/config-${release}`),
+      sysmap: opt(`/boot/System.map-${release}`),
+      how,
+    };
+  }
+  if (!value.includes('/') && existsSync(`/boot/vmlinuz-${value}`)) return installed(value, how);
+  const releases = installedReleases();
+  throw new UsageError(
+    `--kernel ${value}: no such file, directory or installed kernel release` +
+      (releases.length ? ` (installed: ${releases.join(', ')})` : '') +
+      ': pass a compiled kernel tree, a bzImage or a release',
+      125,
+  );
+}
+
+/** Installed kernel releases (from /boot/vmlinuz-*), oldest first by version order. */
+export function installedReleases(): string[] {
+  let names: string[] = [];
+  try {
+    names = readdirSync('/boot');
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => n.startsWith('vmlinuz-'))
+    .map((n) => n.slice('vmlinuz-'.length))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+}
+
+/** Pick the kernel when --kernel is absent: config, then the current directory if built, then the newest installed. */
+export function defaultKernel(configKernel: string | undefined, cwd = process.cwd()): KernelInfo {
+  if (configKernel) return locateKernel(configKernel, 'config', cwd);
+  if (existsSync(join(cwd, TREE_IMAGE))) return fromTree(realpathSync(cwd), cwd, 'cwd');
+  const newest = installedReleases().pop();
+  if (newest) return installed(newest, 'newest-installed');
+  throw new UsageError(
+    'no kernel to boot: pass --kernel TREE|BZIMAGE|RELEASE, run mkt inside a built kernel tree, set kernel= under [defaults] in the config file, or install one (apt-get install linux-image-amd64)',
+      125,
+  );
+}

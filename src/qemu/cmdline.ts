@@ -1,0 +1,37 @@
+/** The guest kernel command line: a list of documented entries. */
+import { UsageError } from '../errors.js';
+
+/** One kernel argument and why mkt passes it. */
+export interface CmdlineEntry {
+  readonly arg: string;
+  readonly why: string;
+}
+
+/** x86's COMMAND_LINE_SIZE (arch/x86/include/asm/setup.h), including the terminating NUL. */
+export const COMMAND_LINE_SIZE = 2048;
+
+/** mkt's own kernel arguments for a run. */
+export function baseCmdline(opts: { readonly quiet: boolean }): CmdlineEntry[] {
+  const out: CmdlineEntry[] = [
+    { arg: 'console=ttyS0', why: 'boot messages (and any panic) go to the serial port' },
+    { arg: 'panic=-1', why: 'reboot at once on a panic; with -no-reboot qemu then exits, so a panic never hangs mkt' },
+    { arg: 'rdinit=/init', why: "mkt-init from mkt's initramfs is PID 1" },
+  ];
+  if (opts.quiet) out.push({ arg: 'quiet', why: '--exec without --verbose shows no boot log, and printing it costs boot time' });
+  return out;
+}
+
+/** Check one user-supplied argument (from --append) can be passed. */
+function checkUserArg(arg: string): void {
+  if (/[\0\n\r]/.test(arg)) throw new UsageError(`--append ${JSON.stringify(arg)}: kernel arguments cannot contain newlines or NUL`);
+}
+
+/** Join entries and user arguments (last, so they win) into the command line, within the size limit. */
+export function renderCmdline(entries: readonly CmdlineEntry[], user: readonly string[]): string {
+  user.forEach(checkUserArg);
+  const line = [...entries.map((e) => e.arg), ...user].join(' ');
+  if (Buffer.byteLength(line) >= COMMAND_LINE_SIZE) {
+    throw new UsageError(`the kernel command line is ${Buffer.byteLength(line)} bytes; x86 allows ${COMMAND_LINE_SIZE - 1}: shorten --append`);
+  }
+  return line;
+}

@@ -1,0 +1,67 @@
+/** The small initramfs mkt boots every kernel with: mkt-init, /dev/console and the boot-driver modules. */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ToolError } from '../errors.js';
+import { type CpioEntry, writeCpio } from './cpio.js';
+
+/** Members of the initramfs for INIT (the mkt-init binary's bytes) and MODULES (name, uncompressed bytes). */
+export function initramfsEntries(init: Uint8Array, modules: readonly { name: string; data: Uint8Array }[]): CpioEntry[] {
+  const entries: CpioEntry[] = [
+    { kind: 'dir', name: 'dev' },
+    // the kernel opens /dev/console for init's stdio before anything is mounted
+    { kind: 'chardev', name: 'dev/console', major: 5, minor: 1 },
+    { kind: 'dir', name: 'proc' },
+    { kind: 'dir', name: 'sys' },
+    { kind: 'file', name: 'init', data: init, mode: 0o755 },
+  ];
+  if (modules.length) {
+    entries.push({ kind: 'dir', name: 'mkt' });
+    const list = modules.map((m, i) => `/mkt/${String(i).padStart(2, '0')}-${m.name}.ko`);
+    modules.forEach((m, i) => entries.push({ kind: 'file', name: list[i]!.slice(1), data: m.data }));
+    entries.push({ kind: 'file', name: 'mkt/modules.list', data: Buffer.from(list.map((l) => `${l}\n`).join('')) });
+  }
+  return entries;
+}
+
+function statKey(path: string): string {
+  const s = statSync(path);
+  return `${path}:${s.size}:${s.mtimeMs}:${s.ino}`;
+}
+
+/** A module file's bytes, decompressed when it is .ko.xz, .ko.zst or .ko.gz (finit_module wants plain ELF here). */
+function moduleBytes(path: string): Buffer {
+  const tool = path.endsWith('.xz') ? 'xz' : path.endsWith('.zst') ? 'zstd' : path.endsWith('.gz') ? 'gzip' : undefined;
+  if (!tool) return readFileSync(path);
+  const argv = [tool, '-dc', path];
+  const r = spawnSync(tool, argv.slice(1), { maxBuffer: 256 << 20 });
+  if (r.error || r.status !== 0) {
+    throw new ToolError(`cannot decompress ${path} with ${tool} (install it)`, argv, r.status, String(r.stderr ?? r.error));
+  }
+  return r.stdout;
+}
+
+/**
+ * The initramfs for this init binary and these module files (absolute host
+ * paths, in load order), from the cache when it was built before. The cache
+ * key covers every input's path, size, mtime and inode.
+ */
+export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths: readonly string[]): string {
+  const key = createHash('sha256')
+    .update(['v1', statKey(initPath), ...modulePaths.map(statKey)].join('\n'))
+    .digest('hex')
+    .slice(0, 24);
+  const dir = join(cacheDir, 'initramfs');
+  const out = join(dir, `${key}.cpio`);
+  if (existsSync(out)) return out;
+  mkdirSync(dir, { recursive: true });
+  const modules = modulePaths.map((p) => ({
+    name: p.slice(p.lastIndexOf('/') + 1).replace(/\.ko(\.(xz|zst|gz))?$/, ''),
+    data: moduleBytes(p),
+  }));
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, writeCpio(initramfsEntries(readFileSync(initPath), modules)));
+  renameSync(tmp, out);
+  return out;
+}

@@ -1,0 +1,217 @@
+/**
+ * execute: start qemu for a plan, talk to mkt-init over the inherited
+ * socketpairs, stream the command's stdio, and make sure qemu is gone before
+ * returning. No decisions beyond what the plan says.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { ToolError } from '../errors.js';
+import { shellQuote } from '../qemu/escape.js';
+import { FD, type RunPlan } from './types.js';
+
+/** How a run ended. */
+export type Outcome =
+  | { readonly kind: 'exit'; readonly code: number }
+  | { readonly kind: 'timeout'; readonly seconds: number }
+  | { readonly kind: 'signal'; readonly signal: NodeJS.Signals }
+  /** KVM gave no sign of life, or qemu failed at KVM setup (only reported when the caller asked to watch). */
+  | { readonly kind: 'kvm-dead'; readonly reason: string }
+  | { readonly kind: 'failed'; readonly reason: string; readonly console: string; readonly qemuStderr: string };
+
+export interface ExecuteOptions {
+  readonly timeout?: number;
+  /** Copy the serial console to stderr as it arrives. */
+  readonly verbose: boolean;
+  /** With KVM: how long to wait for mkt-init's hello before calling KVM dead. */
+  readonly kvmLifeBoundMs?: number;
+  /** Wrap qemu so it dies with mkt even on SIGKILL. */
+  readonly setpriv?: string;
+  readonly onAlive?: () => void;
+}
+
+/** Keeps the last LIMIT bytes of a stream. */
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly limit: number) {}
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+    while (this.size - (this.chunks[0]?.length ?? 0) >= this.limit) this.size -= this.chunks.shift()!.length;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+const KVM_FAILURE = /kvm|failed to set MSR|vmx|svm/i;
+
+/** Lines of a text that match the signs of a guest kernel panic. */
+export function panicked(console: string): boolean {
+  return /Kernel panic - not syncing|Attempted to kill init/.test(console);
+}
+
+/** Run the plan to its end. */
+export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
+  const exec = plan.mode === 'exec';
+  const stdio: ('pipe' | 'inherit' | 'ignore')[] = exec
+    ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe']
+    : ['inherit', 'inherit', 'pipe', 'pipe'];
+  const argv = opts.setpriv ? [opts.setpriv, '--pdeathsig', 'SIGTERM', '--', ...plan.argv] : [...plan.argv];
+
+  return new Promise<Outcome>((resolve) => {
+    let child: ChildProcess;
+    try {
+      // exec mode: own process group, so a Ctrl-C reaches mkt (which stops qemu) rather than qemu alone;
+      // shell mode: qemu must stay in the terminal's foreground group to read it.
+      child = spawn(argv[0]!, argv.slice(1), { stdio, detached: exec });
+    } catch (err) {
+      resolve({ kind: 'failed', reason: `cannot start ${argv[0]}: ${(err as Error).message}`, console: '', qemuStderr: '' });
+      return;
+    }
+    const sock = (fd: number): Socket => child.stdio[fd] as Socket;
+    const consoleTail = new Tail(64 * 1024);
+    const stderrTail = new Tail(16 * 1024);
+    let outcome: Outcome | undefined;
+    let alive = false;
+    let exitReport: { code: number; out: number; err: number } | undefined;
+    let outBytes = 0;
+    let errBytes = 0;
+    let acked = false;
+    const timers: NodeJS.Timeout[] = [];
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+    const stop = (o: Outcome): void => {
+      outcome ??= o;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+        t.unref();
+        timers.push(t);
+      }
+    };
+    const onSignal = (sig: NodeJS.Signals): void => stop({ kind: 'signal', signal: sig });
+    for (const s of signals) process.on(s, onSignal);
+
+    child.on('error', (err) => {
+      outcome ??= { kind: 'failed', reason: `cannot start ${argv[0]}: ${err.message}`, console: '', qemuStderr: '' };
+    });
+    child.stderr?.on('data', (b: Buffer) => {
+      stderrTail.push(b);
+      if (!exec) process.stderr.write(b);
+    });
+    child.stdout?.on('data', (b: Buffer) => stderrTail.push(b));
+
+    // Acknowledge once every byte the guest counted has arrived; mkt-init then powers off.
+    const maybeAck = (): void => {
+      if (!exitReport || acked) return;
+      if (outBytes < exitReport.out || errBytes < exitReport.err) return;
+      acked = true;
+      outcome ??= { kind: 'exit', code: exitReport.code };
+      sock(FD.ctl).write('bye\n');
+      // a guest that does not power off after the acknowledgement is stopped
+      const t = setTimeout(() => stop({ kind: 'exit', code: exitReport!.code }), 10000);
+      t.unref();
+      timers.push(t);
+    };
+
+    let ctlBuf = '';
+    const ctl = sock(FD.ctl);
+    ctl.on('error', () => {});
+    ctl.write(plan.spec);
+    ctl.on('data', (b: Buffer) => {
+      ctlBuf += b.toString('utf8');
+      let nl: number;
+      while ((nl = ctlBuf.indexOf('\n')) >= 0) {
+        const line = ctlBuf.slice(0, nl);
+        ctlBuf = ctlBuf.slice(nl + 1);
+        if (line === 'hello') {
+          alive = true;
+          opts.onAlive?.();
+        } else if (line.startsWith('exit ')) {
+          const [code, out, err] = line.slice(5).split(' ').map(Number);
+          exitReport = { code: code ?? 125, out: out ?? 0, err: err ?? 0 };
+          maybeAck();
+        } else if (line.startsWith('error ')) {
+          outcome ??= { kind: 'failed', reason: `mkt-init: ${line.slice(6)}`, console: '', qemuStderr: '' };
+        }
+      }
+    });
+
+    if (exec) {
+      const serial = sock(FD.serial);
+      serial.on('error', () => {});
+      serial.on('data', (b: Buffer) => {
+        consoleTail.push(b);
+        if (opts.verbose) process.stderr.write(b);
+      });
+      const pump = (from: Socket, to: NodeJS.WriteStream, count: (n: number) => void): void => {
+        from.on('error', () => {});
+        from.on('data', (b: Buffer) => {
+          count(b.length);
+          if (!to.write(b)) {
+            from.pause();
+            to.once('drain', () => from.resume());
+          }
+          maybeAck();
+        });
+      };
+      pump(sock(FD.stdout), process.stdout, (n) => (outBytes += n));
+      pump(sock(FD.stderr), process.stderr, (n) => (errBytes += n));
+      // stdin: forwarded with its EOF (a half-close, which qemu turns into EOF in the guest)
+      const input = sock(FD.stdin);
+      input.on('error', () => {});
+      process.stdin.on('error', () => input.end());
+      process.stdin.pipe(input);
+    }
+
+    if (opts.timeout !== undefined) {
+      const seconds = opts.timeout;
+      const t = setTimeout(() => stop({ kind: 'timeout', seconds }), seconds * 1000);
+      timers.push(t);
+    }
+    if (opts.kvmLifeBoundMs !== undefined) {
+      const ms = opts.kvmLifeBoundMs;
+      const t = setTimeout(() => {
+        if (!alive) stop({ kind: 'kvm-dead', reason: `the KVM guest showed no sign of life within ${ms / 1000} s` });
+      }, ms);
+      timers.push(t);
+    }
+
+    child.on('close', (code, signal) => {
+      for (const t of timers) clearTimeout(t);
+      for (const s of signals) process.off(s, onSignal);
+      if (exec) {
+        process.stdin.unpipe();
+        process.stdin.pause();
+        process.stdin.destroy();
+      }
+      const stderrText = stderrTail.text();
+      if (!outcome && !alive && opts.kvmLifeBoundMs !== undefined && KVM_FAILURE.test(stderrText)) {
+        outcome = { kind: 'kvm-dead', reason: `qemu failed at KVM setup: ${lastLine(stderrText)}` };
+      }
+      if (!outcome) {
+        const consoleText = consoleTail.text();
+        const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+        const reason = panicked(consoleText)
+          ? 'the guest kernel panicked'
+          : alive
+            ? `the guest ended before the command did (qemu ${how})`
+            : `qemu ${how} before the guest started: ${shellQuote(argv[0]!)}`;
+        outcome = { kind: 'failed', reason, console: consoleText, qemuStderr: stderrText };
+      } else if (outcome.kind === 'failed') {
+        outcome = { ...outcome, console: consoleTail.text(), qemuStderr: stderrText };
+      }
+      resolve(outcome);
+    });
+  });
+}
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').pop() ?? '';
+}
+
+/** Describe a failed qemu start as a ToolError (for callers that prefer throwing). */
+export function asToolError(argv: readonly string[], o: Extract<Outcome, { kind: 'failed' }>): ToolError {
+  return new ToolError(o.reason, argv, null, o.qemuStderr);
+}

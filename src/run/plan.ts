@@ -1,0 +1,64 @@
+/** planRun: the pure step that turns a resolved run and host facts into qemu's argv, cmdline and spec. */
+import type { HostFacts } from '../host/facts.js';
+import { accelArgs, baseArgs, consoleArgs, dirTag, fsArgs, kernelArgs, machineArgs } from '../qemu/args.js';
+import { baseCmdline, renderCmdline } from '../qemu/cmdline.js';
+import { encodeSpec, type SpecRecord } from './spec.js';
+import type { Accel, ResolvedRun, RunPlan } from './types.js';
+
+/** What the prepare step staged on disk (caches, not per-run files). */
+export interface Staged {
+  readonly initramfs: string;
+  /** The staged lib/modules/RELEASE of a tree, to appear at /lib/modules/RELEASE in the guest. */
+  readonly modules: string | undefined;
+}
+
+/** Environment variables of the caller that the guest command gets too (others describe the host session). */
+export const CARRIED_ENV = /^(LANG|LANGUAGE|LC_[A-Z]+|TZ|EDITOR|VISUAL|PAGER)$/;
+
+/** The records of the run spec for mkt-init. */
+export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, mode: RunPlan['mode']): SpecRecord[] {
+  const u = host.user;
+  const r: SpecRecord[] = [
+    ['mode', mode],
+    ['fs', '9p'],
+    ['hostname', 'mkt'],
+    ['user', u.name],
+    ['uid', String(u.uid)],
+    ['gid', String(u.gid)],
+    ['groups', u.groups.join(',')],
+    ['home', u.home],
+    ['shell', u.shell],
+    ['path', host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin'],
+    ['term', host.env.TERM || 'linux'],
+    ['cwd', run.cwd],
+  ];
+  if (mode === 'exec') r.push(['cmd', run.exec ?? 'true']);
+  if (host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
+  run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));
+  if (staged.modules) r.push(['modules', staged.modules]);
+  if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
+  if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);
+  for (const [k, v] of Object.entries(host.env)) if (v !== undefined && CARRIED_ENV.test(k)) r.push(['env', `${k}=${v}`]);
+  return r;
+}
+
+/**
+ * The whole plan. argv order: binary, base, accelerator, machine, kernel,
+ * consoles, filesystems, then the user's --qemu-arg values last so they can
+ * override anything.
+ */
+export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel): RunPlan {
+  const mode = run.exec === undefined ? 'shell' : 'exec';
+  const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose }), run.append);
+  const argv = [
+    run.qemu,
+    ...baseArgs(),
+    ...accelArgs(accel),
+    ...machineArgs(run.memory, run.cpus),
+    ...kernelArgs(run.kernel.image, staged.initramfs, cmdline),
+    ...consoleArgs(mode),
+    ...fsArgs(run.dirs, host.user.uid === 0),
+    ...run.qemuArgs,
+  ];
+  return { mode, accel, argv, cmdline, spec: encodeSpec(specRecords(run, host, staged, mode)) };
+}

@@ -1,0 +1,130 @@
+/** One `mkt run`: choose the accelerator, stage caches, plan, execute, and turn the outcome into an exit code. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { constants } from 'node:os';
+import { ToolError } from '../errors.js';
+import type { HostFacts } from '../host/facts.js';
+import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
+import { checkBootNeeds } from '../kernel/features.js';
+import { parseDotConfig } from '../kernel/kconfig.js';
+import { loadOrder, readModuleIndex, stageTreeModules } from '../kernel/modules.js';
+import { shellQuote } from '../qemu/escape.js';
+import { cachedInitramfs } from '../rootfs/initramfs.js';
+import { execute, type Outcome } from './execute.js';
+import { planRun, type Staged } from './plan.js';
+import type { Accel, ResolvedRun } from './types.js';
+
+/** Where core code reports what the user should hear; the CLI decides how it looks. */
+export interface Reporter {
+  /** Something worth one line even in --exec mode (e.g. which kernel mkt picked, a TCG fallback). */
+  warn(message: string): void;
+  /** Details shown with --verbose only. */
+  info(message: string): void;
+  /** Why the run failed. */
+  error(message: string): void;
+}
+
+/** Exit statuses of `mkt run` besides the command's own. */
+export const EXIT = { usage: 2, timeout: 124, failed: 125 } as const;
+
+/** How long a KVM guest may take to reach mkt-init before mkt calls KVM broken. */
+export const KVM_LIFE_BOUND_MS = 10_000;
+
+/** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run). */
+export function stage(run: ResolvedRun, host: HostFacts): Staged {
+  const k = run.kernel;
+  let modules: string | undefined;
+  let moduleDir = k.installedModules;
+  if (k.tree) {
+    if (existsSync(join(k.tree, 'modules.order'))) {
+      if (!host.depmod) throw new ToolError('depmod not found: install the kmod package (apt-get install kmod)');
+      modules = stageTreeModules(k.tree, k.release, host.cacheDir, host.depmod);
+      moduleDir = modules;
+    }
+  }
+  const index = moduleDir ? readModuleIndex(moduleDir) : undefined;
+  const config = k.dotconfig ? parseDotConfig(readFileSync(k.dotconfig, 'utf8')) : undefined;
+  const needs = checkBootNeeds(k.tree ?? k.image, config, index);
+  const paths = needs.modules.length && index && moduleDir ? loadOrder(index, needs.modules).map((p) => join(moduleDir!, p)) : [];
+  if (!existsSync(host.initBinary)) {
+    throw new ToolError(`${host.initBinary} is missing: build mkt first (npm run build)`);
+  }
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules };
+}
+
+/** The accelerator to try first, and whether a dead KVM may fall back to TCG. */
+export function chooseAccel(run: ResolvedRun, host: HostFacts, reporter: Reporter): { accel: Accel; watch: boolean } {
+  if (run.accel === 'tcg') return { accel: 'tcg', watch: false };
+  if (run.accel === 'kvm') {
+    if (!host.kvmAccess.ok) throw new ToolError(`${run.accelSource} kvm: ${host.kvmAccess.reason}`);
+    return { accel: 'kvm', watch: true };
+  }
+  if (!host.kvmAccess.ok) {
+    reporter.warn(`using TCG, which is slow: ${host.kvmAccess.reason}`);
+    return { accel: 'tcg', watch: false };
+  }
+  const verdict = readVerdict(host.cacheDir, host.bootId);
+  if (verdict && !verdict.works) {
+    reporter.warn(`using TCG, which is slow: KVM did not work earlier in this boot (${verdict.reason}); delete ${verdictPath(host.cacheDir)} to try again`);
+    return { accel: 'tcg', watch: false };
+  }
+  return { accel: 'kvm', watch: true };
+}
+
+const KVM_HINT =
+  'likely cause: nested virtualization is off or broken on this host (a VM inside a VM), or the CPU lacks VT-x/AMD-V';
+
+function lastLines(text: string, n: number): string {
+  const lines = text.replace(/\r/g, '').trimEnd().split('\n');
+  return lines.slice(-n).join('\n');
+}
+
+/** Run it; returns the exit status for the CLI. */
+export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter): Promise<number> {
+  if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
+    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.image}); pass --kernel to choose another`);
+  }
+  const staged = stage(run, host);
+  let { accel, watch } = chooseAccel(run, host, reporter);
+  for (;;) {
+    const plan = planRun(run, host, staged, accel);
+    if (run.dryRun) {
+      process.stdout.write(`${plan.argv.map(shellQuote).join(' ')}\n`);
+      return 0;
+    }
+    reporter.info(`qemu: ${plan.argv.map(shellQuote).join(' ')}`);
+    const firstKvm = watch && run.accel === 'auto';
+    const outcome: Outcome = await execute(plan, {
+      timeout: run.timeout,
+      verbose: run.verbose,
+      kvmLifeBoundMs: watch ? KVM_LIFE_BOUND_MS : undefined,
+      setpriv: host.setpriv,
+      onAlive: firstKvm ? () => writeVerdict(host.cacheDir, { bootId: host.bootId, works: true, reason: 'booted' }) : undefined,
+    });
+    switch (outcome.kind) {
+      case 'exit':
+        return outcome.code;
+      case 'timeout':
+        reporter.error(`--timeout ${outcome.seconds} s expired before the command ended; the VM was stopped`);
+        return EXIT.timeout;
+      case 'signal':
+        return 128 + (constants.signals[outcome.signal] ?? 1);
+      case 'kvm-dead':
+        if (run.accel === 'kvm') {
+          reporter.error(`${outcome.reason}; ${KVM_HINT}. --accel kvm never falls back: use --accel tcg or auto`);
+          return EXIT.failed;
+        }
+        writeVerdict(host.cacheDir, { bootId: host.bootId, works: false, reason: outcome.reason });
+        reporter.warn(`${outcome.reason}; ${KVM_HINT}. Falling back to TCG (slow) for this and later runs until the host reboots`);
+        accel = 'tcg';
+        watch = false;
+        continue;
+      case 'failed': {
+        reporter.error(outcome.reason);
+        if (outcome.qemuStderr.trim()) reporter.error(`qemu said:\n${lastLines(outcome.qemuStderr, 10)}`);
+        if (outcome.console.trim()) reporter.error(`last console lines:\n${lastLines(outcome.console, 20)}`);
+        return EXIT.failed;
+      }
+    }
+  }
+}

@@ -1,0 +1,44 @@
+/** The resolved, validated description of one `mkt run`, and the plan made from it. */
+import type { KernelInfo } from '../kernel/locate.js';
+
+export type Accel = 'kvm' | 'tcg';
+export type AccelChoice = 'auto' | Accel;
+
+/** A host directory exported to the guest. */
+export interface ExportedDir {
+  /** Where it appears in the guest: the absolute path the user gave. */
+  readonly path: string;
+  /** The host directory qemu serves (symlinks resolved). */
+  readonly real: string;
+}
+
+/** One run, after defaults, config files, environment and flags were merged and checked. */
+export interface ResolvedRun {
+  readonly kernel: KernelInfo;
+  readonly dirs: readonly ExportedDir[];
+  readonly exec: string | undefined;
+  readonly timeout: number | undefined;
+  readonly accel: AccelChoice;
+  /** Where the accel choice came from, for messages. */
+  readonly accelSource: string;
+  readonly memory: string;
+  readonly cpus: number;
+  readonly append: readonly string[];
+  readonly qemu: string;
+  readonly qemuArgs: readonly string[];
+  readonly dryRun: boolean;
+  readonly verbose: boolean;
+  readonly cwd: string;
+}
+
+/** File descriptors qemu inherits (the socketpairs mkt talks to the guest through). */
+export const FD = { ctl: 3, serial: 4, stdin: 5, stdout: 6, stderr: 7 } as const;
+
+/** Everything `execute` needs, computed without side effects. */
+export interface RunPlan {
+  readonly mode: 'exec' | 'shell';
+  readonly accel: Accel;
+  readonly argv: readonly string[];
+  readonly cmdline: string;
+  readonly spec: Buffer;
+}
