@@ -146,6 +146,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   return Object.freeze({
     kernel,
     dirs: dedupeDirs(dirs),
+    aliases: dirs.filter((d) => d.path !== d.real),
     exec: flags.exec,
     timeout,
     accel,

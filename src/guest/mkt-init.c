@@ -355,6 +355,32 @@ static void mount_dirs(void)
 		else
 			do_mount(v, at, "9p", 0, p9_opts(cache ? cache : "mmap"));
 	}
+	/*
+	 * "alias=PATH" then "to=REAL": the user named PATH, a symlink on the
+	 * host to REAL (which is mounted above). Where PATH does not already
+	 * lead there in the guest (it lay on a fresh tmpfs such as /tmp), make
+	 * it a symlink to REAL again.
+	 */
+	for (int i = 0; i + 1 < spec_count; i++) {
+		if (strcmp(spec_keys[i], "alias") != 0 || strcmp(spec_keys[i + 1], "to") != 0)
+			continue;
+		char at[4096], real[4096], parent[4096];
+		struct stat a, b;
+		snprintf(at, sizeof at, NEW_ROOT "%s", spec_vals[i]);
+		snprintf(real, sizeof real, NEW_ROOT "%s", spec_vals[i + 1]);
+		if (stat(at, &a) == 0 && stat(real, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			continue;
+		snprintf(parent, sizeof parent, "%s", at);
+		char *slash = strrchr(parent, '/');
+		if (slash && slash > parent + strlen(NEW_ROOT)) {
+			*slash = '\0';
+			mkdir_p(parent, 0755);
+		}
+		if (lstat(at, &a) == 0 && S_ISDIR(a.st_mode))
+			do_mount(real, at, NULL, MS_BIND, NULL);
+		else if (symlink(spec_vals[i + 1], at) < 0)
+			say("cannot link %s to %s: %s", spec_vals[i], spec_vals[i + 1], strerror(errno));
+	}
 }
 
 /* Make the tree's modules and its System.map and .config visible where tools look for them. */

@@ -35,6 +35,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
   if (mode === 'exec') r.push(['cmd', run.exec ?? 'true']);
   if (host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
   run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));
+  for (const d of run.aliases) r.push(['alias', d.path], ['to', d.real]);
   if (staged.modules) r.push(['modules', staged.modules]);
   if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
   if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);

@@ -16,6 +16,8 @@ export interface ExportedDir {
 export interface ResolvedRun {
   readonly kernel: KernelInfo;
   readonly dirs: readonly ExportedDir[];
+  /** Exported directories the user named through a symlink: the guest gets PATH → REAL too. */
+  readonly aliases: readonly ExportedDir[];
   readonly exec: string | undefined;
   readonly timeout: number | undefined;
   readonly accel: AccelChoice;

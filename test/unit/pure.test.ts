@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { parseConfig } from '../../src/config/file.js';
+import { dedupeDirs } from '../../src/config/resolve.js';
+import { isNotBzImage, parseBzImage } from '../../src/kernel/bzimage.js';
+import { checkBootNeeds } from '../../src/kernel/features.js';
+import { parseDotConfig } from '../../src/kernel/kconfig.js';
+import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragment.js';
+import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/modules.js';
+import { accelArgs, consoleArgs, fsArgs } from '../../src/qemu/args.js';
+import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
+import { qemuOpts, qemuValue, shellQuote } from '../../src/qemu/escape.js';
+import { writeCpio } from '../../src/rootfs/cpio.js';
+import { initramfsEntries } from '../../src/rootfs/initramfs.js';
+import { decodeSpec, encodeSpec } from '../../src/run/spec.js';
+import { panicked } from '../../src/run/execute.js';
+import { UsageError } from '../../src/errors.js';
+
+test('qemu values double commas, and only commas', () => {
+  assert.equal(qemuValue('/a,b,,c d'), '/a,,b,,,,c d');
+  assert.equal(qemuOpts('local', { id: 'x', path: '/dir with space,comma', readonly: true, skip: undefined }),
+    'local,id=x,path=/dir with space,,comma,readonly=on');
+  assert.equal(qemuOpts('stdio', { mux: true, signal: false }), 'stdio,mux=on,signal=off');
+});
+
+test('shell quoting round-trips through sh', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const words = ['plain', '', "it's", 'a b', '$HOME', 'x,y', '"q"', 'back\\slash', '-append'];
+  const out = execFileSync('sh', ['-c', `printf '%s\\n' ${words.map(shellQuote).join(' ')}`], { encoding: 'utf8' });
+  assert.deepEqual(out.split('\n').slice(0, -1), words);
+  assert.equal(shellQuote('/usr/bin/qemu'), '/usr/bin/qemu');
+});
+
+test('9p exports escape awkward paths and keep the root read-only', () => {
+  const args = fsArgs([{ path: '/tmp/a b,c', real: '/tmp/a b,c' }], false);
+  assert.deepEqual(args.slice(0, 2), ['-fsdev', 'local,id=mktroot,path=/,security_model=none,readonly=on,multidevs=remap']);
+  assert.equal(args[5], 'local,id=mktd0,path=/tmp/a b,,c,security_model=none,multidevs=remap');
+  assert.equal(fsArgs([{ path: '/x', real: '/x' }], true)[5], 'local,id=mktd0,path=/x,security_model=passthrough,multidevs=remap');
+});
+
+test('console fragments: exec uses inherited sockets, shell the stdio mux with hvc0 last', () => {
+  const exec = consoleArgs('exec').join(' ');
+  assert.match(exec, /socket,id=mktser,fd=4 -serial chardev:mktser/);
+  for (const name of ['mkt.ctl', 'mkt.stdin', 'mkt.stdout', 'mkt.stderr']) assert.ok(exec.includes(`name=${name}`), name);
+  assert.ok(!exec.includes('virtconsole'));
+  const shell = consoleArgs('shell').join(' ');
+  assert.match(shell, /stdio,id=mktcon,mux=on,signal=off -serial chardev:mktcon/);
+  assert.ok(shell.indexOf('virtconsole') < shell.indexOf('mkt.ctl'));
+  assert.ok(!shell.includes('mkt.stdout'));
+  assert.deepEqual(accelArgs('tcg'), ['-accel', 'tcg', '-cpu', 'max']);
+  assert.deepEqual(accelArgs('kvm'), ['-accel', 'kvm', '-cpu', 'host']);
+});
+
+test('kernel command line: entries, user args last, quiet only when asked, size limit', () => {
+  assert.equal(renderCmdline(baseCmdline({ quiet: false }), ['foo=1']), 'console=ttyS0 panic=-1 rdinit=/init foo=1');
+  assert.ok(renderCmdline(baseCmdline({ quiet: true }), []).endsWith(' quiet'));
+  for (const e of baseCmdline({ quiet: true })) assert.ok(e.why.length > 10, e.arg);
+  assert.throws(() => renderCmdline([], ['a\nb']), UsageError);
+  assert.throws(() => renderCmdline([], ['x'.repeat(COMMAND_LINE_SIZE)]), /shorten --append/);
+});
+
+/** A fake bzImage header: boot flag, HdrS, protocol, loadflags and a version string. */
+function fakeBzImage(version: string | undefined, opts: { protocol?: number; loadflags?: number } = {}): Buffer {
+  const b = Buffer.alloc(0x1000);
+  b.writeUInt16LE(0xaa55, 0x1fe);
+  b.write('HdrS', 0x202, 'latin1');
+  b.writeUInt16LE(opts.protocol ?? 0x020f, 0x206);
+  b.writeUInt8(opts.loadflags ?? 1, 0x211);
+  if (version) {
+    b.writeUInt16LE(0x600 - 0x200, 0x20e);
+    b.write(`${version}\0`, 0x600, 'latin1');
+  }
+  return b;
+}
+
+test('bzImage header parsing', () => {
+  const ok = parseBzImage(fakeBzImage('6.1.192 (root@host) #1 SMP'));
+  assert.ok(!isNotBzImage(ok));
+  assert.equal(ok.release, '6.1.192');
+  assert.equal(ok.protocol, 0x020f);
+  const elf = parseBzImage(Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46]), Buffer.alloc(2000)]));
+  assert.ok(isNotBzImage(elf) && /ELF/.test(elf.reason));
+  assert.ok(isNotBzImage(parseBzImage(Buffer.from('not a kernel\n'))));
+  assert.ok(isNotBzImage(parseBzImage(Buffer.alloc(4096))));
+  const z = parseBzImage(fakeBzImage('1.0', { loadflags: 0 }));
+  assert.ok(isNotBzImage(z) && /zImage/.test(z.reason));
+  const old = parseBzImage(fakeBzImage('1.0', { protocol: 0x0100 }));
+  assert.ok(isNotBzImage(old));
+  const nover = parseBzImage(fakeBzImage(undefined));
+  assert.ok(!isNotBzImage(nover) && nover.release === undefined);
+});
+
+test('bzImage parsing reads the real installed kernel', () => {
+  const image = '/boot/vmlinuz-6.1.0-57-amd64';
+  let head: Buffer;
+  try {
+    head = readFileSync(image).subarray(0, 65536);
+  } catch {
+    return; // the VM tests cover a real image on machines without this one
+  }
+  const info = parseBzImage(head);
+  assert.ok(!isNotBzImage(info));
+  assert.equal(info.release, '6.1.0-57-amd64');
+});
+
+test('cpio newc writer: headers, padding, device node and trailer', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const buf = writeCpio([
+    { kind: 'dir', name: 'dev' },
+    { kind: 'chardev', name: 'dev/console', major: 5, minor: 1 },
+    { kind: 'file', name: 'init', data: Buffer.from('abc'), mode: 0o755 },
+  ]);
+  assert.equal(buf.length % 4, 0);
+  assert.equal(buf.toString('ascii', 0, 6), '070701');
+  assert.ok(buf.includes(Buffer.from('TRAILER!!!\0')));
+  // the system cpio reads it back: names, types, device numbers and data
+  const listing = execFileSync('cpio', ['-itv', '--quiet'], { input: buf, encoding: 'utf8' });
+  assert.match(listing, /^d.* dev$/m);
+  assert.match(listing, /^c.* 5, +1 .*dev\/console$/m);
+  assert.match(listing, /^-rwxr-xr-x .* 3 .* init$/m);
+  assert.throws(() => writeCpio([{ kind: 'dir', name: '/abs' }]));
+});
+
+test('initramfs lists modules in load order', () => {
+  const e = initramfsEntries(Buffer.from('x'), [
+    { name: 'virtio_pci', data: Buffer.from('a') },
+    { name: '9p', data: Buffer.from('b') },
+  ]);
+  const list = e.find((x) => x.name === 'mkt/modules.list');
+  assert.ok(list && list.kind === 'file');
+  assert.equal(Buffer.from(list.data).toString(), '/mkt/00-virtio_pci.ko\n/mkt/01-9p.ko\n');
+  assert.ok(e.some((x) => x.name === 'init' && x.kind === 'file' && x.mode === 0o755));
+  assert.ok(!initramfsEntries(Buffer.from('x'), []).some((x) => x.name.startsWith('mkt')));
+});
+
+test('run spec encoding round-trips and rejects NUL', () => {
+  const recs = [['cmd', "echo 'a b'\nexit 3"], ['dir', 'mktd0:/tmp/x:y,z'], ['env', 'LANG=C.UTF-8']] as const;
+  const buf = encodeSpec(recs);
+  assert.ok(buf.subarray(-2).equals(Buffer.from([0, 0])));
+  assert.deepEqual(decodeSpec(buf), recs);
+  assert.throws(() => encodeSpec([['cmd', 'a\0b']]), UsageError);
+});
+
+test('config file: [defaults], named sections, arrays, unknown keys', () => {
+  const cfg = parseConfig('hv.mkt', readFileSync(new URL('../../../test/fixtures/hv-example.mkt', import.meta.url), 'utf8'));
+  assert.equal(cfg.defaults.kernel, '/images/src/linux');
+  assert.deepEqual(cfg.defaults.dir, ['/images/src']);
+  const rdma = cfg.sections.get('rdma');
+  assert.equal(rdma?.memory, '4G');
+  assert.deepEqual(rdma?.dir, ['/labs/rdma', '/labs/with space,comma']);
+  assert.equal(rdma?.append, 'rdma.debug=1');
+  assert.throws(() => parseConfig('f', '[defaults]\nkernal = x\n'), /f: \[defaults\] has unknown key 'kernal'/);
+  assert.throws(() => parseConfig('f', 'kernel = x\n'), /outside any section/);
+});
+
+test('exported directories inside another export are dropped', () => {
+  const d = (p: string) => ({ path: p, real: p });
+  assert.deepEqual(dedupeDirs([d('/home/u/src'), d('/home/u'), d('/home/uu'), d('/data')]).map((x) => x.real), ['/data', '/home/u', '/home/uu']);
+});
+
+test('.config parsing and the kconfig fragment', () => {
+  const m = parseDotConfig('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="s"\nCONFIG_D=m\n');
+  assert.deepEqual([...m], [['A', 'y'], ['B', 'n'], ['C', '"s"'], ['D', 'm']]);
+  const frag = renderFragment();
+  for (const o of ['VIRTIO_CONSOLE', 'NET_9P_VIRTIO', 'OVERLAY_FS', 'VIRTIO_PCI', 'DEVTMPFS']) {
+    assert.match(frag, new RegExp(`^CONFIG_${o}=y$`, 'm'));
+  }
+  assert.equal(frag.split('\n').filter((l) => l.startsWith('# ')).length, KCONFIG_FRAGMENT.length);
+});
+
+const DEP = `kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko
+kernel/drivers/virtio/virtio_pci_modern_dev.ko:
+kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko
+kernel/net/9p/9pnet.ko:
+kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko
+kernel/fs/netfs/netfs.ko:
+kernel/drivers/char/virtio_console.ko:
+kernel/fs/overlayfs/overlay.ko:
+`;
+
+test('module load order puts dependencies first, once', () => {
+  const idx = parseModuleIndex(DEP, 'kernel/drivers/virtio/virtio.ko\n');
+  assert.equal(moduleName('kernel/fs/x/foo-bar.ko.zst'), 'foo_bar');
+  assert.deepEqual(loadOrder(idx, ['virtio_pci', '9pnet_virtio', '9p']), [
+    'kernel/drivers/virtio/virtio_pci_modern_dev.ko',
+    'kernel/drivers/virtio/virtio_pci.ko',
+    'kernel/net/9p/9pnet.ko',
+    'kernel/net/9p/9pnet_virtio.ko',
+    'kernel/fs/netfs/netfs.ko',
+    'kernel/fs/9p/9p.ko',
+  ]);
+  assert.deepEqual(loadOrder(idx, ['virtio']), []); // built in
+  assert.throws(() => loadOrder(idx, ['nosuch']), /nosuch/);
+});
+
+test('boot needs: built-in, modular, and missing options', () => {
+  const idx = parseModuleIndex(DEP, '');
+  const all = new Map(KCONFIG_FRAGMENT.filter((x) => x.required).map((x) => [x.option, 'y']));
+  assert.deepEqual(checkBootNeeds('k', all, undefined).modules, []);
+  const modular = new Map(all).set('9P_FS', 'm').set('VIRTIO_PCI', 'm');
+  assert.deepEqual(checkBootNeeds('k', modular, idx).modules, ['VIRTIO_PCI', '9P_FS'].map((o) => (o === '9P_FS' ? '9p' : 'virtio_pci')));
+  assert.throws(() => checkBootNeeds('k', modular, undefined), /no module directory/);
+  const lacking = new Map(all);
+  lacking.delete('OVERLAY_FS');
+  lacking.set('MULTIUSER', 'n');
+  assert.throws(() => checkBootNeeds('k', lacking, idx), /lacks CONFIG_OVERLAY_FS, CONFIG_MULTIUSER/);
+  // without a .config, the module index decides
+  assert.deepEqual(checkBootNeeds('k', undefined, idx).modules, ['virtio_pci', 'virtio_console', '9pnet', '9pnet_virtio', '9p', 'overlay']);
+});
+
+test('panic detection on console text', () => {
+  assert.ok(panicked('[ 1.0] Kernel panic - not syncing: sysrq triggered crash'));
+  assert.ok(!panicked('all fine\n'));
+});
