@@ -31,16 +31,18 @@ export interface HostFacts {
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
-/** Find NAME on PATH plus the sbin directories a regular user's PATH often lacks. */
-export function findExecutable(name: string, path = process.env.PATH ?? ''): string | undefined {
+/** Find NAME on PATH (plus EXTRA directories, e.g. the sbin ones a regular user's PATH often lacks). */
+export function findExecutable(name: string, path = process.env.PATH ?? '', extra: readonly string[] = []): string | undefined {
   if (name.includes('/')) return isExecutable(name) ? name : undefined;
-  const dirs = [...path.split(delimiter).filter(Boolean), '/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+  const dirs = [...path.split(delimiter).filter(Boolean), ...extra];
   for (const d of dirs) {
     const p = join(d, name);
     if (isExecutable(p)) return p;
   }
   return undefined;
 }
+
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 function isExecutable(p: string): boolean {
   try {
@@ -97,8 +99,8 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     hostname: hostname(),
     cacheDir: join(env.XDG_CACHE_HOME || join(home, '.cache'), 'mkt'),
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
-    setpriv: findExecutable('setpriv', env.PATH),
-    depmod: findExecutable('depmod', env.PATH),
+    setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
+    depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     terminal: tty,
     env,
   };

@@ -6,7 +6,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { ToolError } from '../errors.js';
-import { shellQuote } from '../qemu/escape.js';
 import { FD, type RunPlan } from './types.js';
 
 /** How a run ended. */
@@ -27,6 +26,9 @@ export interface ExecuteOptions {
   /** Wrap qemu so it dies with mkt even on SIGKILL. */
   readonly setpriv?: string;
   readonly onAlive?: () => void;
+  /** Called once when mkt-init has not said hello after slowNoticeMs. */
+  readonly slowNoticeMs?: number;
+  readonly onSlow?: (ms: number) => void;
 }
 
 /** Keeps the last LIMIT bytes of a stream. */
@@ -178,6 +180,13 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       timers.push(t);
     }
 
+    if (opts.slowNoticeMs !== undefined && opts.onSlow) {
+      const ms = opts.slowNoticeMs;
+      const cb = opts.onSlow;
+      const t = setTimeout(() => !alive && !outcome && cb(ms), ms);
+      timers.push(t);
+    }
+
     child.on('close', (code, signal) => {
       for (const t of timers) clearTimeout(t);
       for (const s of signals) process.off(s, onSignal);
@@ -197,7 +206,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
           ? 'the guest kernel panicked'
           : alive
             ? `the guest ended before the command did (qemu ${how})`
-            : `qemu ${how} before the guest started: ${shellQuote(argv[0]!)}`;
+            : `qemu ${how} before the guest started`;
         outcome = { kind: 'failed', reason, console: consoleText, qemuStderr: stderrText };
       } else if (outcome.kind === 'failed') {
         outcome = { ...outcome, console: consoleTail.text(), qemuStderr: stderrText };

@@ -27,8 +27,11 @@ export interface Reporter {
 /** Exit statuses of `mkt run` besides the command's own. */
 export const EXIT = { usage: 2, timeout: 124, failed: 125 } as const;
 
-/** How long a KVM guest may take to reach mkt-init before mkt calls KVM broken. */
+/** How long a KVM guest may take to reach mkt-init before mkt calls KVM broken (MKT_KVM_PROBE_SECONDS overrides). */
 export const KVM_LIFE_BOUND_MS = 10_000;
+
+/** Under TCG, after this long without a word from mkt-init, say that the boot is slow rather than stay silent. */
+export const SLOW_BOOT_NOTICE_MS = 60_000;
 
 /** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run). */
 export function stage(run: ResolvedRun, host: HostFacts): Staged {
@@ -94,10 +97,15 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     }
     reporter.info(`qemu: ${plan.argv.map(shellQuote).join(' ')}`);
     const firstKvm = watch && run.accel === 'auto';
+    const probe = Number(host.env.MKT_KVM_PROBE_SECONDS);
+    const bound = probe > 0 ? probe * 1000 : KVM_LIFE_BOUND_MS;
     const outcome: Outcome = await execute(plan, {
       timeout: run.timeout,
       verbose: run.verbose,
-      kvmLifeBoundMs: watch ? KVM_LIFE_BOUND_MS : undefined,
+      kvmLifeBoundMs: watch ? bound : undefined,
+      slowNoticeMs: SLOW_BOOT_NOTICE_MS,
+      onSlow: (ms) =>
+        reporter.warn(`the guest has not reached mkt-init after ${ms / 1000} s (${accel}); still waiting: --verbose shows the console, Ctrl-C stops`),
       setpriv: host.setpriv,
       onAlive: firstKvm ? () => writeVerdict(host.cacheDir, { bootId: host.bootId, works: true, reason: 'booted' }) : undefined,
     });

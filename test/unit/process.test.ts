@@ -1,0 +1,157 @@
+/** Process handling against fake qemu executables: failures, the KVM fallback, signals, leftovers. */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, test } from 'node:test';
+
+const MKT = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', 'bin', 'mkt');
+const work = mkdtempSync(join(tmpdir(), 'mkt-proc-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+/** A file with a valid bzImage header, enough for mkt to accept it as a kernel. */
+const kernel = join(work, 'bzImage');
+{
+  const b = Buffer.alloc(0x1000);
+  b.writeUInt16LE(0xaa55, 0x1fe);
+  b.write('HdrS', 0x202, 'latin1');
+  b.writeUInt16LE(0x020f, 0x206);
+  b.writeUInt8(1, 0x211);
+  b.writeUInt16LE(0x400, 0x20e);
+  b.write('6.6.6-fake (x@y) #1\0', 0x600, 'latin1');
+  writeFileSync(kernel, b);
+}
+
+function fake(name: string, body: string): string {
+  const p = join(work, name);
+  writeFileSync(p, `#!/bin/sh\n${body}\n`);
+  chmodSync(p, 0o755);
+  return p;
+}
+
+const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+  ...process.env,
+  XDG_CACHE_HOME: join(work, 'cache'),
+  MKT_ACCEL: '',
+  ...extra,
+});
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('a qemu that fails to start gives 125 with its stderr', () => {
+  const q = fake('qemu-fail', 'echo "qemu-system-x86_64: -device foo: not found" >&2; exit 1');
+  const r = spawnSync(MKT, ['run', '--kernel', kernel, '--accel', 'tcg', '--qemu', q, '--exec', 'true'], { env: env(), encoding: 'utf8' });
+  assert.equal(r.status, 125);
+  assert.match(r.stderr, /qemu exited with status 1 before the guest started/);
+  assert.match(r.stderr, /-device foo: not found/);
+});
+
+test('a missing qemu, a bad option value and a bad --qemu are refused clearly', () => {
+  // a PATH with node on it and no qemu
+  const bin = join(work, 'bin-node-only');
+  spawnSync('mkdir', ['-p', bin]);
+  spawnSync('ln', ['-sf', process.execPath, join(bin, 'node')]);
+  const r = spawnSync(MKT, ['run', '--kernel', kernel, '--exec', 'true'], { env: env({ PATH: bin }), encoding: 'utf8' });
+  assert.equal(r.status, 125);
+  assert.match(r.stderr, /qemu-system-x86_64 not found: install the qemu-system-x86 package/);
+  const m = spawnSync(MKT, ['run', '--kernel', kernel, '--memory', 'lots', '--exec', 'true'], { env: env(), encoding: 'utf8' });
+  assert.equal(m.status, 2);
+  assert.match(m.stderr, /--memory lots: expected a size/);
+  const a = spawnSync(MKT, ['run', '--kernel', kernel, '--accel', 'xen', '--exec', 'true'], { env: env(), encoding: 'utf8' });
+  assert.equal(a.status, 2);
+  assert.match(a.stderr, /--accel xen: expected auto, kvm or tcg/);
+  const q = spawnSync(MKT, ['run', '--kernel', kernel, '--qemu', join(work, 'nope'), '--exec', 'true'], { env: env(), encoding: 'utf8' });
+  assert.equal(q.status, 125);
+  assert.match(q.stderr, /nope is not an executable: fix --qemu/);
+});
+
+const kvmUsable = spawnSync('sh', ['-c', 'test -r /dev/kvm && test -w /dev/kvm']).status === 0;
+
+test('auto: a KVM guest with no sign of life falls back to TCG and the verdict is remembered for this boot', () => {
+  const log = join(work, 'accel.log');
+  // records the -accel value, then hangs like a stuck KVM guest
+  const q = fake('qemu-hang', `for a; do case $prev in -accel) echo "$a" >> '${log}';; esac; prev=$a; done\nexec sleep 1000`);
+  const cache = join(work, 'cache-kvm');
+  const e = env({ XDG_CACHE_HOME: cache, MKT_KVM_PROBE_SECONDS: '2' });
+  const r = spawnSync(MKT, ['run', '--kernel', kernel, '--qemu', q, '--timeout', '6', '--exec', 'true'], { env: e, encoding: 'utf8' });
+  assert.equal(r.status, 124, r.stderr);
+  if (kvmUsable) {
+    assert.deepEqual(readFileSync(log, 'utf8').split('\n').filter(Boolean), ['kvm', 'tcg']);
+    assert.match(r.stderr, /no sign of life within 2 s; likely cause: nested virtualization/);
+    assert.match(r.stderr, /Falling back to TCG/);
+    const verdict = JSON.parse(readFileSync(join(cache, 'mkt', 'kvm-verdict.json'), 'utf8'));
+    assert.equal(verdict.works, false);
+    // the next run goes straight to TCG and says why
+    const again = spawnSync(MKT, ['run', '--kernel', kernel, '--qemu', q, '--timeout', '2', '--exec', 'true'], { env: e, encoding: 'utf8' });
+    assert.equal(again.status, 124);
+    assert.match(again.stderr, /KVM did not work earlier in this boot/);
+    assert.deepEqual(readFileSync(log, 'utf8').split('\n').filter(Boolean), ['kvm', 'tcg', 'tcg']);
+  } else {
+    assert.deepEqual(readFileSync(log, 'utf8').split('\n').filter(Boolean), ['tcg']);
+    assert.match(r.stderr, /using TCG, which is slow: \/dev\/kvm/);
+  }
+});
+
+test('--accel kvm never falls back', () => {
+  const q = fake('qemu-kvmfail', 'echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2; exit 1');
+  const r = spawnSync(MKT, ['run', '--kernel', kernel, '--qemu', q, '--accel', 'kvm', '--exec', 'true'], { env: env(), encoding: 'utf8' });
+  assert.equal(r.status, 125);
+  if (kvmUsable) assert.match(r.stderr, /qemu failed at KVM setup.*--accel kvm never falls back/s);
+  else assert.match(r.stderr, /--accel kvm: \/dev\/kvm/);
+});
+
+async function startHanging(name: string): Promise<{ mkt: ReturnType<typeof spawn>; qemuPid: number }> {
+  const pidfile = join(work, `${name}.pid`);
+  const q = fake(name, `echo $$ > '${pidfile}'\nexec sleep 1000`);
+  const child = spawn(MKT, ['run', '--kernel', kernel, '--accel', 'tcg', '--qemu', q, '--exec', 'true'], { env: env(), stdio: 'ignore' });
+  for (let i = 0; i < 100 && !existsSync(pidfile); i++) await new Promise((r) => setTimeout(r, 100));
+  const qemuPid = Number(readFileSync(pidfile, 'utf8'));
+  assert.ok(alive(qemuPid));
+  return { mkt: child, qemuPid };
+}
+
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  return !alive(pid);
+}
+
+test('SIGTERM or SIGINT to mkt stops qemu and exits 128+N', async () => {
+  for (const [sig, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    const { mkt, qemuPid } = await startHanging(`qemu-${sig}`);
+    const exited = new Promise<number | null>((r) => mkt.on('exit', (c) => r(c)));
+    mkt.kill(sig);
+    assert.equal(await exited, code);
+    assert.ok(await gone(qemuPid), `qemu ${qemuPid} still running after ${sig}`);
+  }
+});
+
+test('SIGKILL of mkt still takes qemu down (parent-death signal)', async () => {
+  const { mkt, qemuPid } = await startHanging('qemu-kill');
+  mkt.kill('SIGKILL');
+  assert.ok(await gone(qemuPid), `qemu ${qemuPid} outlived a SIGKILLed mkt`);
+});
+
+test('--dry-run starts nothing and prints a pasteable, quoted command line', () => {
+  const log = join(work, 'dry.log');
+  const q = fake('qemu dry,run', `echo started > '${log}'`);
+  const d = join(work, "a dir, with 'quotes'");
+  spawnSync('mkdir', ['-p', d]);
+  const r = spawnSync(MKT, ['run', '--kernel', kernel, '--accel', 'tcg', '--qemu', q, '--dir', d, '--dry-run'], { env: env(), encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!existsSync(log));
+  // the shell splits it back into the same words: the dir path with its comma doubled for qemu
+  const words = spawnSync('sh', ['-c', `eval "set -- $1"; printf '%s\\n' "$@"`, 'sh', r.stdout.trim()], { encoding: 'utf8' }).stdout.split('\n');
+  assert.equal(words[0], q);
+  const model = process.getuid?.() === 0 ? 'passthrough' : 'none';
+  assert.ok(words.some((w) => /^local,id=mktd\d,path=/.test(w) && w.endsWith(`path=${d.replaceAll(',', ',,')},security_model=${model},multidevs=remap`)), r.stdout);
+  assert.ok(words.includes('-kernel'));
+});

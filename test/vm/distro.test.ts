@@ -1,0 +1,22 @@
+/** The installed Debian kernel: modular virtio/9p drivers loaded by mkt's initramfs, its modules, a panic. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { distroKernel, mkt, vmProcesses } from './helpers.js';
+
+const D = distroKernel();
+const release = D.replace(/^\/boot\/vmlinuz-/, '');
+
+test('the distro kernel boots and its own modules load with modprobe', () => {
+  const r = mkt(['run', '--kernel', D, '--exec', 'uname -r; modprobe dummy && grep -c "^dummy " /proc/modules']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.toString(), `${release}\n1\n`);
+});
+
+test('a guest kernel panic ends the run promptly with 125, the reason and the console tail', () => {
+  const r = mkt(['run', '--kernel', D, '--exec', 'echo c > /proc/sysrq-trigger; sleep 100']);
+  assert.equal(r.code, 125);
+  assert.match(r.stderr, /the guest kernel panicked/);
+  assert.match(r.stderr, /Kernel panic - not syncing/);
+  assert.ok(r.ms < 90_000, `took ${r.ms} ms`);
+  assert.deepEqual(vmProcesses(D), []);
+});

@@ -1,0 +1,132 @@
+/** Real boots of the test kernel under TCG: --exec semantics. */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { ktree, mkt, tempDir, vmProcesses } from './helpers.js';
+
+const K = ktree();
+const release = readFileSync(join(K, 'include/config/kernel.release'), 'utf8').trim();
+const work = tempDir();
+after(() => rmSync(work, { recursive: true, force: true }));
+const before = vmProcesses().length;
+
+test('uname, exit status and separate stdout/stderr', () => {
+  const r = mkt(['run', '--kernel', K, '--exec', 'uname -r; echo to-err >&2; printf "no newline"; exit 7']);
+  assert.equal(r.code, 7, r.stderr);
+  assert.equal(r.stdout.toString(), `${release}\nno newline`);
+  assert.equal(r.stderr, 'to-err\n');
+});
+
+test('a command killed by a signal gives 128+N; exit 0 gives 0', () => {
+  assert.equal(mkt(['run', '--kernel', K, '--exec', 'kill -TERM $$']).code, 143);
+  assert.equal(mkt(['run', '--kernel', K, '--exec', 'true']).code, 0);
+});
+
+test('a 2 MB binary stream each way arrives byte-exact, stdin with its EOF', () => {
+  const blob = randomBytes(2 << 20);
+  const r = mkt(['run', '--kernel', K, '--exec', 'cat; cat >&2 </dev/null; echo done >&2'], { input: blob });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(createHash('md5').update(r.stdout).digest('hex'), createHash('md5').update(blob).digest('hex'));
+  assert.equal(r.stderr, 'done\n');
+  const big = mkt(['run', '--kernel', K, '--exec', 'seq 1 300000']);
+  assert.equal(big.stdout.toString(), Array.from({ length: 300000 }, (_, i) => `${i + 1}\n`).join(''));
+});
+
+test('stdout written to a slow reader still arrives whole', () => {
+  const r = mkt(['run', '--kernel', K, '--exec', 'seq 1 200000 | tr -d 0'], { input: '' });
+  const want = Array.from({ length: 200000 }, (_, i) => `${String(i + 1).replaceAll('0', '')}\n`).join('');
+  assert.equal(r.stdout.toString(), want);
+});
+
+test('the root filesystem is throw-away and the host is untouched', () => {
+  const probe = `/etc/mkt-test-${process.pid}`;
+  const r = mkt(['run', '--kernel', K, '--exec', `echo kept > ${probe} && cat ${probe} && touch /usr/mkt-x && rm /usr/mkt-x && echo usr-ok`]);
+  assert.equal(r.stdout.toString(), 'kept\nusr-ok\n', r.stderr);
+  assert.ok(!existsSync(probe));
+  const second = mkt(['run', '--kernel', K, '--exec', `cat ${probe}`]);
+  assert.notEqual(second.code, 0);
+});
+
+test('--dir with spaces, commas, quotes and a symlink is writable through; cwd follows', () => {
+  const awkward = join(work, `dir with space,comma 'quote" x`);
+  mkdirSync(awkward);
+  const real = join(work, 'real target');
+  mkdirSync(real);
+  const link = join(work, 'the link');
+  symlinkSync(real, link);
+  const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const r2 = mkt(['run', '--kernel', K, '--dir', awkward, '--dir', link, '--exec', `pwd; echo a > ${q(awkward)}/f; echo b > ${q(link)}/g; cat ${q(link)}/g`],
+    { cwd: awkward });
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(r2.stdout.toString(), `${awkward}\nb\n`);
+  assert.equal(readFileSync(join(awkward, 'f'), 'utf8'), 'a\n');
+  assert.equal(readFileSync(join(real, 'g'), 'utf8'), 'b\n');
+});
+
+test('a cwd that is not visible falls back to home', () => {
+  const hidden = join('/tmp', `mkt-hidden-${process.pid}`);
+  mkdirSync(hidden, { recursive: true });
+  try {
+    // /tmp is a fresh tmpfs in the guest, so this directory does not exist there
+    const r = mkt(['run', '--kernel', K, '--no-home', '--exec', 'pwd'], { cwd: hidden, env: { PWD: hidden } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString().trim(), process.env.HOME);
+  } finally {
+    rmSync(hidden, { recursive: true, force: true });
+  }
+});
+
+test("the tree's modules load with plain modprobe; System.map and config are in /boot", () => {
+  const r = mkt(['run', '--kernel', K, '--exec',
+    'modprobe dummy && grep -c "^dummy " /proc/modules && modprobe -r dummy && echo unloaded; cmp /boot/config-$(uname -r) ' + `${K}/.config && echo config; test -s /boot/System.map-$(uname -r) && echo sysmap`]);
+  assert.equal(r.stdout.toString(), '1\nunloaded\nconfig\nsysmap\n', r.stderr);
+});
+
+test('module staging is reused when nothing was rebuilt', () => {
+  const cache = tempDir('mkt-cache-');
+  try {
+    const env = { XDG_CACHE_HOME: cache };
+    assert.equal(mkt(['run', '--kernel', K, '--dry-run'], { env }).code, 0);
+    const staged = readdirSync(join(cache, 'mkt', 'modules'));
+    assert.equal(staged.length, 1);
+    const t1 = statSync(join(cache, 'mkt', 'modules', staged[0]!)).mtimeMs;
+    mkt(['run', '--kernel', K, '--dry-run'], { env });
+    assert.equal(statSync(join(cache, 'mkt', 'modules', staged[0]!)).mtimeMs, t1);
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+test('the guest is an ordinary system: lo up, /dev/shm tmpfs, hostname resolves, identity and clean env', () => {
+  const r = mkt(['run', '--kernel', K, '--exec',
+    'echo $(( $(cat /sys/class/net/lo/flags) & 1 )); stat -f -c %T /dev/shm; getent hosts "$(hostname)" >/dev/null && echo resolves; id -un; echo "$HOME"; env | grep -c -E "^(console|panic|rdinit)=" || true']);
+  assert.equal(r.stdout.toString(), `1\ntmpfs\nresolves\n${process.env.USER ?? 'root'}\n${process.env.HOME}\n0\n`, r.stderr);
+});
+
+test('--timeout ends a hung command with 124 and says so', () => {
+  const r = mkt(['run', '--kernel', K, '--timeout', '15', '--exec', 'sleep 1000']);
+  assert.equal(r.code, 124);
+  assert.match(r.stderr, /--timeout 15 s expired/);
+  assert.ok(r.ms < 60_000);
+});
+
+test('a guest that powers off before the command ends gives 125 with the reason', () => {
+  const r = mkt(['run', '--kernel', K, '--exec', 'echo b > /proc/sysrq-trigger; sleep 100']);
+  assert.equal(r.code, 125);
+  assert.match(r.stderr, /the guest ended before the command did/);
+});
+
+test('--exec prints nothing of its own; --verbose shows the boot console on stderr', () => {
+  const quiet = mkt(['run', '--kernel', K, '--exec', 'true']);
+  assert.equal(quiet.stderr, '');
+  const loud = mkt(['run', '--kernel', K, '--verbose', '--exec', 'true']);
+  assert.match(loud.stderr, /Linux version 6\.1/);
+  assert.equal(loud.stdout.length, 0);
+});
+
+test('nothing is left running', () => {
+  assert.ok(vmProcesses().length <= before);
+});
+

@@ -1,0 +1,69 @@
+/** The interactive console, driven through tmux as a person would. */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { ktree, MKT, sleep, vmProcesses } from './helpers.js';
+import { shellQuote } from '../../src/qemu/escape.js';
+
+const tmux = (...args: string[]): string => execFileSync('tmux', args, { encoding: 'utf8' });
+const screen = (s: string): string => tmux('capture-pane', '-p', '-J', '-t', s, '-S', '-200');
+
+/** Type LINE until the screen shows WANT (the shell may not be up yet); false after LIMIT seconds. */
+async function typeUntil(s: string, line: string, want: RegExp, limit = 120): Promise<boolean> {
+  for (let i = 0; i < limit; i++) {
+    await sleep(1000);
+    if (want.test(screen(s))) return true;
+    if (i % 3 === 0) tmux('send-keys', '-t', s, line, 'Enter');
+  }
+  return want.test(screen(s));
+}
+
+test('interactive: logged in as the caller on hvc0 with TERM and size, a command answered, Ctrl-A x leaves', async () => {
+  const have = spawnSync('tmux', ['-V']);
+  assert.equal(have.status, 0, 'tmux is needed for this test (apt-get install tmux)');
+  const s = `mkt-test-${process.pid}`;
+  const cmd = `${shellQuote(MKT)} run --kernel ${shellQuote(ktree())}; echo MKT-EXITED-$?; sleep 60`;
+  tmux('new-session', '-d', '-s', s, '-x', '132', '-y', '43', '-e', 'TERM=xterm-256color', cmd);
+  try {
+    const user = process.env.USER ?? 'root';
+    const ok = await typeUntil(s, 'echo "ANS-$((6*7))-$(id -un)-$(tty)-$TERM-$(stty size)"', new RegExp(`ANS-42-${user}-/dev/hvc0-\\S+-\\d+ \\d+`));
+    const text = screen(s);
+    assert.ok(ok, `no answer from the guest shell; screen:\n${text}`);
+    const m = /ANS-42-\S+-\/dev\/hvc0-(\S+)-(\d+) (\d+)/.exec(text);
+    assert.ok(m);
+    assert.match(m[1]!, /^(screen|tmux)/);
+    assert.deepEqual([m[2], m[3]], ['43', '132']);
+    // boot messages came first, on the serial console
+    assert.match(text, /Linux version|Run \/init|Freeing unused/);
+    tmux('send-keys', '-t', s, 'C-a', 'x');
+    let exited = false;
+    for (let i = 0; i < 30 && !exited; i++) {
+      await sleep(500);
+      exited = /MKT-EXITED-0/.test(screen(s));
+    }
+    assert.ok(exited, `mkt did not return after Ctrl-A x:\n${screen(s)}`);
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', s]);
+  }
+  await sleep(1000);
+  assert.deepEqual(vmProcesses(ktree()), []);
+});
+
+test('interactive: leaving the shell powers the VM off and mkt returns', async () => {
+  const s = `mkt-test-exit-${process.pid}`;
+  const cmd = `${shellQuote(MKT)} run --kernel ${shellQuote(ktree())}; echo MKT-EXITED-$?; sleep 60`;
+  tmux('new-session', '-d', '-s', s, '-x', '100', '-y', '30', cmd);
+  try {
+    const up = await typeUntil(s, 'echo UP-$((1+1))', /UP-2/);
+    assert.ok(up, screen(s));
+    tmux('send-keys', '-t', s, 'exit', 'Enter');
+    let exited = false;
+    for (let i = 0; i < 60 && !exited; i++) {
+      await sleep(500);
+      exited = /MKT-EXITED-0/.test(screen(s));
+    }
+    assert.ok(exited, screen(s));
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', s]);
+  }
+});

@@ -1,0 +1,102 @@
+/** Kernel selection: what --kernel accepts, what mkt picks without it, and what it refuses before booting. */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { distroKernel, ktree, mkt, tempDir, vmProcesses } from './helpers.js';
+
+const K = ktree();
+const work = tempDir();
+after(() => rmSync(work, { recursive: true, force: true }));
+const before = vmProcesses().length;
+
+/** A copy of the test tree's outputs with its .config edited by EDIT (for feature checks). */
+function treeCopy(name: string, edit: (config: string) => string): string {
+  const t = join(work, name);
+  mkdirSync(join(t, 'arch/x86/boot'), { recursive: true });
+  mkdirSync(join(t, 'include/config'), { recursive: true });
+  copyFileSync(join(K, 'arch/x86/boot/bzImage'), join(t, 'arch/x86/boot/bzImage'));
+  copyFileSync(join(K, 'include/config/kernel.release'), join(t, 'include/config/kernel.release'));
+  writeFileSync(join(t, '.config'), edit(readFileSync(join(K, '.config'), 'utf8')));
+  return t;
+}
+
+test('refused with a one-line error naming the path: missing, vmlinux, unbuilt tree, not a kernel, plain directory', () => {
+  const cases: [string, RegExp][] = [
+    [join(work, 'no-such-tree'), /--kernel .*no-such-tree: no such file, directory or installed kernel release.*pass a compiled kernel tree/],
+    [join(K, 'vmlinux'), /vmlinux: is an ELF file \(vmlinux\?\), not a bootable bzImage: pass arch\/x86\/boot\/bzImage \(or the tree itself\) instead/],
+    [join(K, 'arch/x86/boot/vmlinux.bin'), /vmlinux\.bin: .*pass arch\/x86\/boot\/bzImage/],
+  ];
+  const unbuilt = join(work, 'unbuilt');
+  mkdirSync(unbuilt);
+  writeFileSync(join(unbuilt, 'Makefile'), '');
+  writeFileSync(join(unbuilt, 'Kconfig'), '');
+  cases.push([unbuilt, /unbuilt is a kernel tree that was not built \(no arch\/x86\/boot\/bzImage\): run 'make -j\$\(nproc\)' there first/]);
+  const junk = join(work, 'bzImage');
+  writeFileSync(junk, 'not a kernel\n');
+  cases.push([junk, /bzImage: is too small to be a kernel image|has no x86 boot header/]);
+  const plain = join(work, 'plain dir');
+  mkdirSync(plain);
+  cases.push([plain, /plain dir is a directory but not a kernel tree/]);
+  cases.push(['9.9.9-nosuch', /--kernel 9\.9\.9-nosuch: no such file, directory or installed kernel release \(installed: /]);
+  for (const [k, want] of cases) {
+    const r = mkt(['run', '--kernel', k, '--exec', 'true']);
+    assert.equal(r.code, 125, `${k}: ${r.stderr}`);
+    assert.match(r.stderr, want);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+test('a kernel lacking required options is refused before boot, naming them', () => {
+  const t = treeCopy('no-overlay', (c) => c.replace(/^CONFIG_OVERLAY_FS=y$/m, '# CONFIG_OVERLAY_FS is not set').replace(/^CONFIG_9P_FS=y$/m, 'CONFIG_9P_FS=m'));
+  const r = mkt(['run', '--kernel', t, '--exec', 'true']);
+  assert.equal(r.code, 125);
+  assert.match(r.stderr, /lacks CONFIG_OVERLAY_FS.*run 'mkt kconfig'/);
+  assert.match(r.stderr, /9p are modules but no module directory/);
+});
+
+test('the tree, its bzImage, an installed release name and /boot/vmlinuz-RELEASE are all accepted', () => {
+  const image = (args: string[]): string => {
+    const r = mkt(['run', ...args, '--dry-run']);
+    assert.equal(r.code, 0, r.stderr);
+    return /-kernel (\S+)/.exec(r.stdout.toString())![1]!;
+  };
+  assert.equal(image(['--kernel', K]), join(K, 'arch/x86/boot/bzImage'));
+  assert.equal(image(['--kernel', join(K, 'arch/x86/boot/bzImage')]), join(K, 'arch/x86/boot/bzImage'));
+  const distro = distroKernel();
+  const rel = distro.replace(/^\/boot\/vmlinuz-/, '');
+  assert.equal(image(['--kernel', rel]), distro);
+  assert.equal(image(['--kernel', distro]), distro);
+});
+
+test('without --kernel: the config file, then a built tree in the current directory, then the newest installed', () => {
+  const cfgHome = join(work, 'xdg');
+  mkdirSync(join(cfgHome, 'mkt'), { recursive: true });
+  writeFileSync(join(cfgHome, 'mkt', 'config'), `[defaults]\nkernel = ${K}\n`);
+  let r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: cfgHome }, cwd: work });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'arch/x86/boot/bzImage')}`));
+  r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: K });
+  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'arch/x86/boot/bzImage')}`));
+  assert.match(r.stderr, /booting the tree in the current directory/);
+  r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: work });
+  assert.ok(r.stdout.toString().includes(`-kernel ${distroKernel()}`));
+  assert.match(r.stderr, /booting the newest installed kernel/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+test('named config sections apply; an unknown one is a usage error', () => {
+  const cfgHome = join(work, 'xdg2');
+  mkdirSync(join(cfgHome, 'mkt'), { recursive: true });
+  writeFileSync(join(cfgHome, 'mkt', 'config'), `[defaults]\nkernel = ${K}\n\n[big]\nmemory = 3G\ncpus = 1\nappend = foo.bar=1\n`);
+  const r = mkt(['run', '--dry-run', 'big'], { env: { XDG_CONFIG_HOME: cfgHome } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.toString(), /-m 3G -smp 1 .*foo\.bar=1/);
+  const bad = mkt(['run', '--dry-run', 'nosuch'], { env: { XDG_CONFIG_HOME: cfgHome } });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /'nosuch' is not a config section \(sections: big\)/);
+});
+
+test('nothing is left running', () => {
+  assert.ok(vmProcesses().length <= before);
+});
