@@ -4,23 +4,24 @@ import { InternalError, ToolError, UsageError } from '../errors.js';
 import { kconfigCommand } from './kconfig.js';
 import { runCommand } from './run.js';
 
-function exit(code: number): never {
-  process.exit(code);
+/** Exit once what is queued on stdout and stderr has been handed to the OS. */
+function exit(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
 }
 
-function fail(err: unknown): never {
+function fail(err: unknown): void {
   if (err instanceof CommanderError) {
     // help and --version exit 0; every parse error is a usage error
-    exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2);
+    return exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2);
   }
   if (err instanceof UsageError) {
     process.stderr.write(`mkt: ${err.message}\n`);
-    exit(err.exitCode);
+    return exit(err.exitCode);
   }
   if (err instanceof ToolError) {
     process.stderr.write(`mkt: ${err.message}\n`);
     if (err.stderrTail.trim()) process.stderr.write(`${err.stderrTail.trimEnd()}\n`);
-    exit(125);
+    return exit(125);
   }
   const e = err instanceof InternalError ? err : err;
   process.stderr.write(`mkt: internal error (a bug; please report it): ${(e as Error)?.stack ?? String(e)}\n`);

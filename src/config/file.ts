@@ -1,7 +1,7 @@
 /** Reading mkt's config files (the mkt INI format: [defaults] and named sections). */
 import { readFileSync } from 'node:fs';
 import { hostname, homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'ini';
 import { UsageError } from '../errors.js';
 
@@ -24,6 +24,17 @@ export interface ConfigFile {
 
 const KEYS = new Set(['kernel', 'dir', 'memory', 'cpus', 'append', 'accel']);
 
+/**
+ * A path written in a config file: ~ is the home directory, and a relative
+ * path is relative to the file's directory. A bare word (a kernel release
+ * such as 6.1.0-18-amd64) stays as it is.
+ */
+export function configPath(file: string, value: string): string {
+  if (value === '~' || value.startsWith('~/')) return join(homedir(), value.slice(1));
+  if (isAbsolute(value) || !value.includes('/')) return value;
+  return resolve(dirname(file), value);
+}
+
 function section(path: string, name: string, raw: Record<string, unknown>): ConfigSection {
   const out: Record<string, unknown> = { dir: [] as string[] };
   for (const [key, value] of Object.entries(raw)) {
@@ -35,7 +46,8 @@ function section(path: string, name: string, raw: Record<string, unknown>): Conf
       if (typeof v !== 'string' || v === '') throw new UsageError(`${path}: [${name}] ${k} needs a value`);
       return v;
     });
-    if (k === 'dir') (out.dir as string[]).push(...values);
+    if (k === 'dir') (out.dir as string[]).push(...values.map((v) => configPath(path, v)));
+    else if (k === 'kernel') out[k] = configPath(path, values[values.length - 1]!);
     else out[k] = values[values.length - 1];
   }
   return out as unknown as ConfigSection;

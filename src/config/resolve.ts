@@ -75,6 +75,9 @@ function checkAccel(v: string, source: string): AccelChoice {
 /** An exported directory: it must exist; the guest sees it at the path given, qemu serves its real path. */
 function exportDir(value: string, cwd: string, source: string): ExportedDir {
   const path = resolve(cwd, value);
+  if (path === '/' || (existsSync(path) && realpathSync(path) === '/')) {
+    throw new UsageError(`${source} ${value}: exporting / writable would let the guest change the host's root; export the directories you need`);
+  }
   if (!existsSync(path)) throw new UsageError(`${source} ${value}: no such directory: create it or fix the path`);
   if (!statSync(path).isDirectory()) throw new UsageError(`${source} ${value}: not a directory: --dir exports directories`);
   return { path, real: realpathSync(path) };
@@ -139,7 +142,10 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   }
 
   const dirs: ExportedDir[] = [];
-  if (flags.home && existsSync(host.user.home)) dirs.push({ path: host.user.home, real: realpathSync(host.user.home) });
+  // a home of / (some containers) is not exported: that would make the whole host root writable
+  if (flags.home && existsSync(host.user.home) && realpathSync(host.user.home) !== '/') {
+    dirs.push({ path: host.user.home, real: realpathSync(host.user.home) });
+  }
   for (const d of section.dir) dirs.push(exportDir(d, cwd, 'config dir'));
   for (const d of flags.dir) dirs.push(exportDir(d, cwd, '--dir'));
 

@@ -68,18 +68,20 @@ static void say(const char *fmt, ...)
 	}
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* Write all of P; returns how much was written (less only when FD failed). */
+static size_t write_all(int fd, const char *p, size_t n)
 {
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+	size_t done = 0;
+	while (done < n) {
+		ssize_t w = write(fd, p + done, n - done);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return;
+			break;
 		}
-		p += w;
-		n -= (size_t)w;
+		done += (size_t)w;
 	}
+	return done;
 }
 
 static void ctl_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -355,31 +357,29 @@ static void mount_dirs(void)
 		else
 			do_mount(v, at, "9p", 0, p9_opts(cache ? cache : "mmap"));
 	}
-	/*
-	 * "alias=PATH" then "to=REAL": the user named PATH, a symlink on the
-	 * host to REAL (which is mounted above). Where PATH does not already
-	 * lead there in the guest (it lay on a fresh tmpfs such as /tmp), make
-	 * it a symlink to REAL again.
-	 */
-	for (int i = 0; i + 1 < spec_count; i++) {
-		if (strcmp(spec_keys[i], "alias") != 0 || strcmp(spec_keys[i + 1], "to") != 0)
+}
+
+/*
+ * "show=PATH": a host path the guest needs (the kernel tree the staged
+ * modules link to) that a fresh tmpfs (/tmp, /run) hides: bind it back,
+ * read-only, from the host's root.
+ */
+static void show_paths(void)
+{
+	for (int i = 0; i < spec_count; i++) {
+		if (strcmp(spec_keys[i], "show") != 0)
 			continue;
-		char at[4096], real[4096], parent[4096];
-		struct stat a, b;
+		char at[4096], from[4096];
+		struct stat st;
 		snprintf(at, sizeof at, NEW_ROOT "%s", spec_vals[i]);
-		snprintf(real, sizeof real, NEW_ROOT "%s", spec_vals[i + 1]);
-		if (stat(at, &a) == 0 && stat(real, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		if (stat(at, &st) == 0)
+			continue; /* visible already */
+		snprintf(from, sizeof from, "/lower%s", spec_vals[i]);
+		if (stat(from, &st) < 0)
 			continue;
-		snprintf(parent, sizeof parent, "%s", at);
-		char *slash = strrchr(parent, '/');
-		if (slash && slash > parent + strlen(NEW_ROOT)) {
-			*slash = '\0';
-			mkdir_p(parent, 0755);
-		}
-		if (lstat(at, &a) == 0 && S_ISDIR(a.st_mode))
-			do_mount(real, at, NULL, MS_BIND, NULL);
-		else if (symlink(spec_vals[i + 1], at) < 0)
-			say("cannot link %s to %s: %s", spec_vals[i], spec_vals[i + 1], strerror(errno));
+		mkdir_p(at, 0755);
+		do_mount(from, at, NULL, MS_BIND, NULL);
+		mount(NULL, at, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
 	}
 }
 
@@ -394,7 +394,8 @@ static void kernel_files(void)
 	const char *mods = spec_get("modules");
 	if (mods) {
 		char from[4096];
-		snprintf(from, sizeof from, NEW_ROOT "%s", mods);
+		/* from the host's root as exported: the new root's /tmp and /run are fresh tmpfs */
+		snprintf(from, sizeof from, "/lower%s", mods);
 		snprintf(path, sizeof path, NEW_ROOT "/lib/modules/%s", release);
 		mkdir_p(path, 0755);
 		do_mount(from, path, NULL, MS_BIND, NULL);
@@ -405,6 +406,8 @@ static void kernel_files(void)
 		if (!target)
 			continue;
 		snprintf(path, sizeof path, NEW_ROOT "/boot/%s-%s", links[i][1], release);
+		if (strcmp(path + strlen(NEW_ROOT), target) == 0)
+			continue; /* an installed kernel's own file: already in place */
 		mkdir_p(NEW_ROOT "/boot", 0755);
 		unlink(path);
 		if (symlink(target, path) < 0)
@@ -441,7 +444,14 @@ static void identity_files(void)
 		unlink(NEW_ROOT "/etc/sudoers");
 		write_file(NEW_ROOT "/etc/sudoers", text, 0440, 0);
 	}
-	if (access(NEW_ROOT "/etc/shadow", R_OK) < 0) {
+	/*
+	 * access() would say yes: the guest's root may read anything, and 9p
+	 * leaves the real check to the host, where qemu runs as the user.
+	 */
+	int probe = open(NEW_ROOT "/etc/shadow", O_RDONLY | O_CLOEXEC);
+	if (probe >= 0)
+		close(probe);
+	if (probe < 0 && errno == EACCES) {
 		/*
 		 * The host's shadow file is unreadable to a regular user's qemu,
 		 * and PAM's account check (sudo) fails without one: give every
@@ -463,6 +473,37 @@ static void identity_files(void)
 		if (pw)
 			fclose(pw);
 		chmod(NEW_ROOT "/etc/shadow", 0640);
+	}
+}
+
+/* Runs after switch_root, so absolute host symlinks resolve in the guest's root. */
+static void dir_aliases(void)
+{
+	/*
+	 * "alias=PATH" then "to=REAL": the user named PATH, a symlink on the
+	 * host to REAL (which is mounted above). Where PATH does not already
+	 * lead there in the guest (it lay on a fresh tmpfs such as /tmp), make
+	 * it a symlink to REAL again.
+	 */
+	for (int i = 0; i + 1 < spec_count; i++) {
+		if (strcmp(spec_keys[i], "alias") != 0 || strcmp(spec_keys[i + 1], "to") != 0)
+			continue;
+		char at[4096], real[4096], parent[4096];
+		struct stat a, b;
+		snprintf(at, sizeof at, "%s", spec_vals[i]);
+		snprintf(real, sizeof real, "%s", spec_vals[i + 1]);
+		if (stat(at, &a) == 0 && stat(real, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			continue;
+		snprintf(parent, sizeof parent, "%s", at);
+		char *slash = strrchr(parent, '/');
+		if (slash && slash > parent) {
+			*slash = '\0';
+			mkdir_p(parent, 0755);
+		}
+		if (lstat(at, &a) == 0 && S_ISDIR(a.st_mode))
+			do_mount(real, at, NULL, MS_BIND, NULL);
+		else if (symlink(spec_vals[i + 1], at) < 0)
+			say("cannot link %s to %s: %s", spec_vals[i], spec_vals[i + 1], strerror(errno));
 	}
 }
 
@@ -537,23 +578,29 @@ static int wait_status_code(int st)
 	return 125;
 }
 
-/* Relay FROM (a pipe) to TO (a port) until it would block or ends; returns bytes moved or -1 at EOF. */
-static long long relay(int from, int to, long long *count)
+/*
+ * Relay at most LIMIT bytes from FROM (a pipe) to TO (a port); stops early
+ * when the pipe would block. Returns -1 at EOF, else the bytes moved. The
+ * limit keeps a fast writer from starving the check for the command's end.
+ */
+static long long relay(int from, int to, long long *count, long long limit)
 {
 	static char buf[65536];
 	long long moved = 0;
-	for (;;) {
-		ssize_t n = read(from, buf, sizeof buf);
+	while (moved < limit) {
+		size_t want = limit - moved < (long long)sizeof buf ? (size_t)(limit - moved) : sizeof buf;
+		ssize_t n = read(from, buf, want);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return moved; /* EAGAIN: drained for now */
 		if (n == 0)
 			return -1;
-		write_all(to, buf, (size_t)n);
-		*count += n;
+		size_t w = write_all(to, buf, (size_t)n);
+		*count += (long long)w;
 		moved += n;
 	}
+	return moved;
 }
 
 static int sigchld_pipe[2];
@@ -609,7 +656,7 @@ static void run_exec(int in_fd, int out_port, int err_port)
 			fatal("poll: %s", strerror(errno));
 		for (int i = 0; i < 2; i++)
 			if (fds[i].fd >= 0 && fds[i].revents) {
-				if (relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout) < 0) {
+				if (relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout, 1 << 20) < 0) {
 					close(fds[i].fd);
 					fds[i].fd = -1;
 				}
@@ -626,10 +673,15 @@ static void run_exec(int in_fd, int out_port, int err_port)
 			if (w == pid)
 				status = wait_status_code(st);
 	}
-	/* what the command wrote before it ended, without waiting for background children */
-	for (int i = 0; i < 2; i++)
-		if (fds[i].fd >= 0)
-			relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout);
+	/*
+	 * What the command wrote before it ended: the bytes in the pipe now,
+	 * and no more, so a background child still writing cannot keep the VM up.
+	 */
+	for (int i = 0; i < 2; i++) {
+		int pending = 0;
+		if (fds[i].fd >= 0 && ioctl(fds[i].fd, FIONREAD, &pending) == 0 && pending > 0)
+			relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout, pending);
+	}
 	sync();
 	ctl_line("exit %d %lld %lld", status, nout, nerr);
 }
@@ -703,10 +755,13 @@ int main(void)
 
 	mount_root();
 	mount_system();
-	mount_dirs();
+	/* the guest's own files first, so an export covering /etc or /boot never receives them */
+	show_paths();
 	kernel_files();
 	identity_files();
+	mount_dirs();
 	switch_root();
+	dir_aliases();
 	loopback_up();
 	ctl_line("ready");
 
@@ -715,8 +770,13 @@ int main(void)
 	else
 		run_shell();
 
-	/* wait (bounded) for the host to say it has every byte, then end the VM */
+	/*
+	 * Wait for the host to say it has every byte: until then, output may
+	 * still sit in the virtqueues (a reader paging through it, say). A
+	 * host that is gone hangs up, and mkt stops a guest that never ends.
+	 */
 	struct pollfd p = { ctl_fd, POLLIN, 0 };
-	poll(&p, 1, 10000);
+	while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+	}
 	finish();
 }

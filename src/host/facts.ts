@@ -53,7 +53,7 @@ function isExecutable(p: string): boolean {
   }
 }
 
-function kvmAccess(): HostFacts['kvmAccess'] {
+function kvmAccess(user: string): HostFacts['kvmAccess'] {
   if (!existsSync('/dev/kvm')) {
     return { ok: false, reason: '/dev/kvm does not exist (no hardware virtualization, or the kvm module is not loaded)' };
   }
@@ -63,7 +63,7 @@ function kvmAccess(): HostFacts['kvmAccess'] {
   } catch {
     return {
       ok: false,
-      reason: `/dev/kvm is not accessible to ${userInfo().username}: add the user to the kvm group (sudo adduser ${userInfo().username} kvm) and log in again`,
+      reason: `/dev/kvm is not accessible to ${user}: add the user to the kvm group (sudo adduser ${user} kvm) and log in again`,
     };
   }
 }
@@ -74,8 +74,18 @@ export function packageRoot(): string {
 }
 
 /** Gather the host facts. */
+/** The user from the passwd database, or from the process and environment when it has no entry (containers). */
+function whoami(env: NodeJS.ProcessEnv): { username: string; uid: number; gid: number; homedir: string; shell: string | null } {
+  try {
+    return userInfo();
+  } catch {
+    const uid = process.getuid?.() ?? 0;
+    return { username: env.USER || String(uid), uid, gid: process.getgid?.() ?? 0, homedir: env.HOME || '/', shell: env.SHELL || null };
+  }
+}
+
 export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
-  const info = userInfo();
+  const info = whoami(env);
   const home = env.HOME || info.homedir;
   let bootId = 'unknown';
   try {
@@ -94,7 +104,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
       shell: env.SHELL || info.shell || '/bin/sh',
     },
     cpus: availableParallelism(),
-    kvmAccess: kvmAccess(),
+    kvmAccess: kvmAccess(info.username),
     bootId,
     hostname: hostname(),
     cacheDir: join(env.XDG_CACHE_HOME || join(home, '.cache'), 'mkt'),

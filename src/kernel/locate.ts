@@ -24,7 +24,18 @@ export interface KernelInfo {
 const TREE_IMAGE = 'arch/x86/boot/bzImage';
 
 function readHead(path: string): Buffer {
-  const fd = openSync(path, 'r');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UsageError(
+      e.code === 'EACCES'
+        ? `--kernel ${path}: not readable by you (some distributions make /boot/vmlinuz-* mode 0600): run 'sudo chmod a+r ${path}' or pass another kernel`
+        : `--kernel ${path}: cannot read it: ${e.message}`,
+      125,
+    );
+  }
   try {
     const buf = Buffer.alloc(64 * 1024);
     const n = readSync(fd, buf, 0, buf.length, 0);
@@ -64,6 +75,7 @@ function fromTree(tree: string, shown: string, how: KernelInfo['how']): KernelIn
 
 function installed(release: string, how: KernelInfo['how']): KernelInfo {
   const image = realpathSync(`/boot/vmlinuz-${release}`);
+  bzImageRelease(image, image); // readable, and a bzImage
   const opt = (p: string): string | undefined => (existsSync(p) ? p : undefined);
   return {
     image,
@@ -88,6 +100,7 @@ export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd
       if (existsSync(join(real, TREE_IMAGE)) || looksLikeTree(real)) return fromTree(real, value, how);
       throw new UsageError(
         `--kernel ${value}: ${real} is a directory but not a kernel tree (no Makefile or ${TREE_IMAGE}): pass a compiled tree, a bzImage or an installed release`,
+        125,
       );
     }
     // a bzImage inside its own tree: use the tree, for its modules and .config

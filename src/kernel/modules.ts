@@ -120,10 +120,11 @@ export function stageTreeModules(tree: string, release: string, cacheDir: string
   } catch {
     rmSync(tmp, { recursive: true, force: true }); // another run staged it first
   }
-  // older stagings of the same tree are stale now
+  // older stagings of the same tree are stale; keep the last hour's for VMs still running from them
   for (const name of readdirSync(join(cacheDir, 'modules'))) {
-    if (name.startsWith(`${treeKey}-`) && name !== `${treeKey}-${key}` && !name.includes('.tmp-')) {
-      rmSync(join(cacheDir, 'modules', name), { recursive: true, force: true });
+    const old = join(cacheDir, 'modules', name);
+    if (name.startsWith(`${treeKey}-`) && name !== `${treeKey}-${key}` && !name.includes('.tmp-') && Date.now() - statSync(old).mtimeMs > 3600_000) {
+      rmSync(old, { recursive: true, force: true });
     }
   }
   return modDir;

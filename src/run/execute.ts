@@ -13,6 +13,8 @@ export type Outcome =
   | { readonly kind: 'exit'; readonly code: number }
   | { readonly kind: 'timeout'; readonly seconds: number }
   | { readonly kind: 'signal'; readonly signal: NodeJS.Signals }
+  /** Interactive: qemu ended cleanly without a report from mkt-init (Ctrl-A x). */
+  | { readonly kind: 'quit' }
   /** KVM gave no sign of life, or qemu failed at KVM setup (only reported when the caller asked to watch). */
   | { readonly kind: 'kvm-dead'; readonly reason: string }
   | { readonly kind: 'failed'; readonly reason: string; readonly console: string; readonly qemuStderr: string };
@@ -46,7 +48,8 @@ class Tail {
   }
 }
 
-const KVM_FAILURE = /kvm|failed to set MSR|vmx|svm/i;
+/** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
+const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
 
 /** Lines of a text that match the signs of a guest kernel panic. */
 export function panicked(console: string): boolean {
@@ -94,6 +97,9 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     };
     const onSignal = (sig: NodeJS.Signals): void => stop({ kind: 'signal', signal: sig });
     for (const s of signals) process.on(s, onSignal);
+    // whatever ends mkt (an uncaught error included), qemu goes with it
+    const onExit = (): void => void child.kill('SIGKILL');
+    process.on('exit', onExit);
 
     child.on('error', (err) => {
       outcome ??= { kind: 'failed', reason: `cannot start ${argv[0]}: ${err.message}`, console: '', qemuStderr: '' };
@@ -129,6 +135,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         ctlBuf = ctlBuf.slice(nl + 1);
         if (line === 'hello') {
           alive = true;
+          startStdin();
           opts.onAlive?.();
         } else if (line.startsWith('exit ')) {
           const [code, out, err] = line.slice(5).split(' ').map(Number);
@@ -148,10 +155,17 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         if (opts.verbose) process.stderr.write(b);
       });
       const pump = (from: Socket, to: NodeJS.WriteStream, count: (n: number) => void): void => {
+        let broken = false;
+        // a reader that went away (mkt -e ... | head): stop, as a pipeline's writer would
+        to.on('error', (err: NodeJS.ErrnoException) => {
+          broken = true;
+          from.resume();
+          stop(err.code === 'EPIPE' ? { kind: 'signal', signal: 'SIGPIPE' } : { kind: 'failed', reason: `cannot write output: ${err.message}`, console: '', qemuStderr: '' });
+        });
         from.on('error', () => {});
         from.on('data', (b: Buffer) => {
           count(b.length);
-          if (!to.write(b)) {
+          if (!broken && !to.write(b)) {
             from.pause();
             to.once('drain', () => from.resume());
           }
@@ -160,12 +174,17 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       };
       pump(sock(FD.stdout), process.stdout, (n) => (outBytes += n));
       pump(sock(FD.stderr), process.stderr, (n) => (errBytes += n));
-      // stdin: forwarded with its EOF (a half-close, which qemu turns into EOF in the guest)
-      const input = sock(FD.stdin);
-      input.on('error', () => {});
-      process.stdin.on('error', () => input.end());
-      process.stdin.pipe(input);
     }
+    // stdin: forwarded with its EOF (a half-close, which qemu turns into EOF in the guest),
+    // from mkt-init's hello on, so an attempt that never booted (dead KVM) consumes none of it
+    const input = exec ? sock(FD.stdin) : undefined;
+    input?.on('error', () => {});
+    const onStdinError = (): void => void input?.end();
+    const startStdin = (): void => {
+      if (!input) return;
+      process.stdin.on('error', onStdinError);
+      process.stdin.pipe(input);
+    };
 
     if (opts.timeout !== undefined) {
       const seconds = opts.timeout;
@@ -190,15 +209,17 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     child.on('close', (code, signal) => {
       for (const t of timers) clearTimeout(t);
       for (const s of signals) process.off(s, onSignal);
-      if (exec) {
-        process.stdin.unpipe();
+      process.off('exit', onExit);
+      if (input) {
+        process.stdin.unpipe(input);
+        process.stdin.off('error', onStdinError);
         process.stdin.pause();
-        process.stdin.destroy();
       }
       const stderrText = stderrTail.text();
       if (!outcome && !alive && opts.kvmLifeBoundMs !== undefined && KVM_FAILURE.test(stderrText)) {
         outcome = { kind: 'kvm-dead', reason: `qemu failed at KVM setup: ${lastLine(stderrText)}` };
       }
+      if (!outcome && !exec && code === 0) outcome = { kind: 'quit' };
       if (!outcome) {
         const consoleText = consoleTail.text();
         const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;

@@ -37,8 +37,12 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
   run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));
   for (const d of run.aliases) r.push(['alias', d.path], ['to', d.real]);
   if (staged.modules) r.push(['modules', staged.modules]);
-  if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
-  if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);
+  // a tree's files; an installed kernel's are in /boot already
+  if (run.kernel.tree) {
+    r.push(['show', run.kernel.tree]);
+    if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
+    if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);
+  }
   for (const [k, v] of Object.entries(host.env)) if (v !== undefined && CARRIED_ENV.test(k)) r.push(['env', `${k}=${v}`]);
   return r;
 }

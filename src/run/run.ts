@@ -82,6 +82,19 @@ function lastLines(text: string, n: number): string {
   return lines.slice(-n).join('\n');
 }
 
+/**
+ * The console lines worth showing after a failure: from the first oops or
+ * panic line (its reason and trace), else the last lines.
+ */
+export function consoleExcerpt(text: string): string {
+  const lines = text.replace(/\r/g, '').trimEnd().split('\n');
+  const first = lines.findIndex((l) => /Kernel panic - not syncing|BUG: |Oops|general protection fault|Call Trace:/.test(l));
+  if (first < 0) return lines.slice(-20).join('\n');
+  const from = Math.max(0, first - 3);
+  const excerpt = lines.slice(from, from + 40);
+  return excerpt.join('\n') + (from + 40 < lines.length ? `\n[... ${lines.length - from - 40} more lines]\n${lines.slice(-3).join('\n')}` : '');
+}
+
 /** Run it; returns the exit status for the CLI. */
 export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
@@ -127,10 +140,12 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
         accel = 'tcg';
         watch = false;
         continue;
+      case 'quit':
+        return 0;
       case 'failed': {
         reporter.error(outcome.reason);
         if (outcome.qemuStderr.trim()) reporter.error(`qemu said:\n${lastLines(outcome.qemuStderr, 10)}`);
-        if (outcome.console.trim()) reporter.error(`last console lines:\n${lastLines(outcome.console, 20)}`);
+        if (outcome.console.trim()) reporter.error(`console:\n${consoleExcerpt(outcome.console)}`);
         return EXIT.failed;
       }
     }

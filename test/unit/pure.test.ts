@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { test } from 'node:test';
 import { parseConfig } from '../../src/config/file.js';
 import { dedupeDirs } from '../../src/config/resolve.js';
@@ -152,6 +153,10 @@ test('config file: [defaults], named sections, arrays, unknown keys', () => {
   assert.equal(rdma?.append, 'rdma.debug=1');
   assert.throws(() => parseConfig('f', '[defaults]\nkernal = x\n'), /f: \[defaults\] has unknown key 'kernal'/);
   assert.throws(() => parseConfig('f', 'kernel = x\n'), /outside any section/);
+  const rel = parseConfig('/etc/mkt/hv.mkt', '[defaults]\nkernel = ../src/linux\ndir = ~/work\n[r]\nkernel = 6.1.0-18-amd64\n');
+  assert.equal(rel.defaults.kernel, '/etc/src/linux');
+  assert.deepEqual(rel.defaults.dir, [`${homedir()}/work`]);
+  assert.equal(rel.sections.get('r')?.kernel, '6.1.0-18-amd64');
 });
 
 test('exported directories inside another export are dropped', () => {

@@ -4,7 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ktree, mkt, tempDir, vmProcesses } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { ktree, MKT, mkt, tempDir, vmProcesses } from './helpers.js';
 
 const K = ktree();
 const release = readFileSync(join(K, 'include/config/kernel.release'), 'utf8').trim();
@@ -130,3 +131,38 @@ test('nothing is left running', () => {
   assert.ok(vmProcesses().length <= before);
 });
 
+
+test('a reader that goes away (| head) ends the run with 141 and no VM left', () => {
+  const p = spawnSync('bash', ['-c', `'${MKT}' run --kernel '${K}' --exec 'seq 1 10000000' | head -n 1; echo "rc=\${PIPESTATUS[0]}"`], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(p.stdout, '1\nrc=141\n', p.stderr);
+  assert.deepEqual(vmProcesses(K), []);
+});
+
+test('a background child still writing does not keep the VM up', () => {
+  const r = mkt(['run', '--kernel', K, '--exec', 'yes & sleep 1; echo last >&2']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /last/);
+  assert.ok(r.stdout.length > 0);
+});
+
+test('a reader slower than 10 s still gets every byte', () => {
+  const p = spawnSync('sh', ['-c', `'${MKT}' run --kernel '${K}' --exec 'seq 1 300000' | (sleep 12; wc -l)`], { encoding: 'utf8', timeout: 200_000 });
+  assert.equal(p.stdout.trim(), '300000');
+});
+
+test('auto with a KVM that fails here still forwards stdin to the TCG boot', () => {
+  const cache = tempDir('mkt-kvmcache-');
+  try {
+    const r = mkt(['run', '--kernel', K, '--accel', 'auto', '--exec', 'cat'], { input: 'stdin-survives\n', env: { XDG_CACHE_HOME: cache, MKT_ACCEL: '' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), 'stdin-survives\n');
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+test('--dir / is refused: the guest must not get the host root writable', () => {
+  const r = mkt(['run', '--kernel', K, '--dir', '/', '--exec', 'true']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--dir \/: exporting \/ writable would let the guest change the host's root/);
+});

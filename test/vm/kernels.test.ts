@@ -48,11 +48,15 @@ test('refused with a one-line error naming the path: missing, vmlinux, unbuilt t
 });
 
 test('a kernel lacking required options is refused before boot, naming them', () => {
-  const t = treeCopy('no-overlay', (c) => c.replace(/^CONFIG_OVERLAY_FS=y$/m, '# CONFIG_OVERLAY_FS is not set').replace(/^CONFIG_9P_FS=y$/m, 'CONFIG_9P_FS=m'));
+  const t = treeCopy('no-overlay', (c) => c.replace(/^CONFIG_OVERLAY_FS=y$/m, '# CONFIG_OVERLAY_FS is not set').replace(/^CONFIG_MULTIUSER=y$/m, ''));
   const r = mkt(['run', '--kernel', t, '--exec', 'true']);
   assert.equal(r.code, 125);
-  assert.match(r.stderr, /lacks CONFIG_OVERLAY_FS.*run 'mkt kconfig'/);
-  assert.match(r.stderr, /9p are modules but no module directory/);
+  assert.match(r.stderr, /lacks CONFIG_OVERLAY_FS, CONFIG_MULTIUSER, which mkt needs.*run 'mkt kconfig'/);
+  // a modular boot driver is fine only with modules to load
+  const m = treeCopy('modular-9p', (c) => c.replace(/^CONFIG_9P_FS=y$/m, 'CONFIG_9P_FS=m'));
+  const r2 = mkt(['run', '--kernel', m, '--exec', 'true']);
+  assert.equal(r2.code, 125);
+  assert.match(r2.stderr, /9p are modules but no module directory was found/);
 });
 
 test('the tree, its bzImage, an installed release name and /boot/vmlinuz-RELEASE are all accepted', () => {

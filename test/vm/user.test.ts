@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ktree, ROOT, tempDir } from './helpers.js';
@@ -65,9 +65,10 @@ test('as a regular user: files written to an exported directory keep the user as
   const r0 = spawnSync(asRoot ? 'runuser' : 'sh', asRoot ? ['-u', user, '--', 'mkdir', '-p', d] : ['-c', `mkdir -p '${d}'`]);
   assert.equal(r0.status, 0);
   try {
-    const r = asUser(['run', '--kernel', c.tree, '--dir', d, '--exec', `echo hi > '${d}/f' && echo x > /etc/mkt-user-probe && cat /etc/mkt-user-probe`]);
+    const r = asUser(['run', '--kernel', c.tree, '--dir', d, '--exec', `echo hi > '${d}/f' && echo x > /var/tmp/mkt-user-probe && cat /var/tmp/mkt-user-probe`]);
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, 'x\n');
+    assert.ok(!existsSync('/var/tmp/mkt-user-probe'));
     const st = statSync(join(d, 'f'));
     assert.equal(st.uid, me.uid);
     assert.equal(readFileSync(join(d, 'f'), 'utf8'), 'hi\n');
