@@ -439,6 +439,7 @@ static void identity_files(void)
 		snprintf(text, sizeof text,
 			 "# written by mkt-init for this VM only\n"
 			 "Defaults env_reset\n"
+			 "Defaults secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n"
 			 "root ALL=(ALL:ALL) ALL\n"
 			 "%s ALL=(ALL:ALL) NOPASSWD: ALL\n", user);
 		unlink(NEW_ROOT "/etc/sudoers");
