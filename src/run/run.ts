@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
 import type { HostFacts } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
@@ -104,6 +105,8 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   let { accel, watch } = chooseAccel(run, host, reporter);
   for (;;) {
     const plan = planRun(run, host, staged, accel);
+    // performance.now() counts from the start of the mkt process
+    reporter.info(`qemu starts ${Math.round(performance.now())} ms after mkt started`);
     if (run.dryRun) {
       process.stdout.write(`${plan.argv.map(shellQuote).join(' ')}\n`);
       return 0;
