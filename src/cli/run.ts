@@ -25,6 +25,7 @@ export function runCommand(act: (code: number) => void): Command<[string[]]> {
     .option('-e, --exec <cmd>', 'run CMD with /bin/sh -c as you, then power off; its stdio and status are mkt\'s')
     .option('--timeout <seconds>', 'stop the VM after SECONDS (exit 124)')
     .addOption(new Option('--accel <accel>', 'auto, kvm or tcg (env MKT_ACCEL); auto falls back to TCG when KVM is unusable'))
+    .addOption(new Option('--fs <fs>', 'auto, 9p or virtiofs (env MKT_FS): how the root and --dir reach the guest'))
     .option('-m, --memory <size>', 'guest memory (default 1G)')
     .option('-c, --cpus <n>', 'guest CPUs (default: host CPUs)')
     .option('-a, --append <args>', 'extra kernel command line arguments (repeatable)', collect, [] as string[])
@@ -32,6 +33,7 @@ export function runCommand(act: (code: number) => void): Command<[string[]]> {
     .option('--qemu-arg <arg>', 'extra qemu argument, appended last (repeatable)', collect, [] as string[])
     .option('-n, --dry-run', 'print the qemu command line, shell-quoted, and start nothing')
     .option('-v, --verbose', 'show the boot console and what mkt does on stderr')
+    .option('--boot-trace', 'print on stderr when each boot phase finished (ms since mkt started)')
     .addHelpText('after', `\nConsole: Ctrl-A x ends the VM; Ctrl-A h lists the other Ctrl-A keys.\n\n${EXIT_TABLE}\n\nSee docs/mkt-run.md for the whole reference.`)
     .action(async (names, o) => {
       const host = probeHost();
@@ -44,6 +46,7 @@ export function runCommand(act: (code: number) => void): Command<[string[]]> {
           exec: o.exec,
           timeout: o.timeout,
           accel: o.accel,
+          fs: o.fs,
           memory: o.memory,
           cpus: o.cpus,
           append: o.append,
@@ -51,6 +54,7 @@ export function runCommand(act: (code: number) => void): Command<[string[]]> {
           qemuArg: o.qemuArg,
           dryRun: o.dryRun ?? false,
           verbose: o.verbose ?? false,
+          bootTrace: o.bootTrace ?? false,
           names,
         },
         configs,

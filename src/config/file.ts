@@ -13,6 +13,7 @@ export interface ConfigSection {
   readonly cpus?: string;
   readonly append?: string;
   readonly accel?: string;
+  readonly fs?: string;
 }
 
 /** A parsed config file. */
@@ -22,7 +23,7 @@ export interface ConfigFile {
   readonly sections: ReadonlyMap<string, ConfigSection>;
 }
 
-const KEYS = new Set(['kernel', 'dir', 'memory', 'cpus', 'append', 'accel']);
+const KEYS = new Set(['kernel', 'dir', 'memory', 'cpus', 'append', 'accel', 'fs']);
 
 /**
  * A path written in a config file: ~ is the home directory, and a relative

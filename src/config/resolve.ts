@@ -4,7 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
 import { findExecutable, type HostFacts } from '../host/facts.js';
 import { defaultKernel, locateKernel } from '../kernel/locate.js';
-import type { AccelChoice, ExportedDir, ResolvedRun } from '../run/types.js';
+import type { AccelChoice, ExportedDir, FsChoice, ResolvedRun } from '../run/types.js';
 import type { ConfigFile, ConfigSection } from './file.js';
 
 /** The loose input: what commander parsed. */
@@ -15,6 +15,7 @@ export interface RunFlags {
   readonly exec?: string;
   readonly timeout?: string;
   readonly accel?: string;
+  readonly fs?: string;
   readonly memory?: string;
   readonly cpus?: string;
   readonly append: readonly string[];
@@ -22,6 +23,7 @@ export interface RunFlags {
   readonly qemuArg: readonly string[];
   readonly dryRun: boolean;
   readonly verbose: boolean;
+  readonly bootTrace?: boolean;
   readonly names: readonly string[];
 }
 
@@ -32,6 +34,7 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
   let cpus: string | undefined;
   let append: string | undefined;
   let accel: string | undefined;
+  let fs: string | undefined;
   const dir: string[] = [];
   const apply = (s: ConfigSection): void => {
     kernel = s.kernel ?? kernel;
@@ -39,6 +42,7 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
     cpus = s.cpus ?? cpus;
     append = s.append ?? append;
     accel = s.accel ?? accel;
+    fs = s.fs ?? fs;
     dir.push(...s.dir);
   };
   for (const c of configs) apply(c.defaults);
@@ -54,7 +58,7 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
     }
     for (const c of found) apply(c.sections.get(name)!);
   }
-  return { section: { kernel, memory, cpus, append, accel, dir } };
+  return { section: { kernel, memory, cpus, append, accel, fs, dir } };
 }
 
 function checkMemory(v: string, source: string): string {
@@ -65,6 +69,11 @@ function checkMemory(v: string, source: string): string {
 function checkCpus(v: string, source: string): number {
   if (!/^[1-9][0-9]*$/.test(v)) throw new UsageError(`${source} ${v}: expected a positive number of CPUs`);
   return Number(v);
+}
+
+function checkFs(v: string, source: string): FsChoice {
+  if (v !== 'auto' && v !== '9p' && v !== 'virtiofs') throw new UsageError(`${source} ${v}: expected auto, 9p or virtiofs`);
+  return v;
 }
 
 function checkAccel(v: string, source: string): AccelChoice {
@@ -119,6 +128,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   if (env.MKT_ACCEL) [accel, accelSource] = [checkAccel(env.MKT_ACCEL, 'MKT_ACCEL'), 'MKT_ACCEL'];
   if (flags.accel) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
 
+  const fs = checkFs(flags.fs ?? env.MKT_FS ?? section.fs ?? 'auto', flags.fs ? '--fs' : env.MKT_FS ? 'MKT_FS' : section.fs ? 'config fs' : 'fs');
   const memory = checkMemory(flags.memory ?? section.memory ?? '1G', '--memory');
   const cpus = flags.cpus ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, 'config cpus') : host.cpus;
 
@@ -157,6 +167,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     timeout,
     accel,
     accelSource,
+    fs,
     memory,
     cpus,
     append: [...(section.append ? [section.append] : []), ...flags.append],
@@ -164,6 +175,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     qemuArgs: [...flags.qemuArg],
     dryRun: flags.dryRun,
     verbose: flags.verbose,
+    bootTrace: flags.bootTrace ?? false,
     cwd,
   });
 }

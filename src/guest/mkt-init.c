@@ -48,6 +48,16 @@
 #define NEW_ROOT "/newroot"
 
 static int ctl_fd = -1;
+
+/* Milliseconds since the kernel started (CLOCK_BOOTTIME), for --boot-trace. */
+static double uptime_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static double t_init, t_cmd;
 static char *spec_keys[MAX_RECORDS];
 static char *spec_vals[MAX_RECORDS];
 static int spec_count;
@@ -644,6 +654,7 @@ static void run_exec(int in_fd, int out_port, int err_port)
 		say("cannot run /bin/sh: %s", strerror(errno));
 		_exit(127);
 	}
+	t_cmd = uptime_ms();
 	close(out[1]);
 	close(err[1]);
 	close(in_fd);
@@ -684,7 +695,7 @@ static void run_exec(int in_fd, int out_port, int err_port)
 			relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout, pending);
 	}
 	sync();
-	ctl_line("exit %d %lld %lld", status, nout, nerr);
+	ctl_line("exit %d %lld %lld %.3f %.3f", status, nout, nerr, t_cmd, uptime_ms());
 }
 
 static void run_shell(void)
@@ -723,17 +734,19 @@ static void run_shell(void)
 		say("cannot run %s: %s", shell, strerror(errno));
 		_exit(127);
 	}
+	t_cmd = uptime_ms();
 	int st, status = -1;
 	pid_t w;
 	while (status < 0 && (w = wait(&st)) != -1)
 		if (w == pid)
 			status = wait_status_code(st);
 	sync();
-	ctl_line("exit %d 0 0", status);
+	ctl_line("exit %d 0 0 %.3f %.3f", status, t_cmd, uptime_ms());
 }
 
 int main(void)
 {
+	t_init = uptime_ms();
 	/* the kernel's own filesystems, needed to find ports and load modules */
 	mkdir_p("/dev", 0755);
 	mkdir_p("/proc", 0755);
@@ -744,7 +757,8 @@ int main(void)
 	load_modules();
 
 	ctl_fd = wait_port("mkt.ctl", O_RDWR);
-	ctl_line("hello");
+	/* hello INIT NOW: when init started and the time of this line, in ms since the kernel started */
+	ctl_line("hello %.3f %.3f", t_init, uptime_ms());
 	read_spec();
 	const char *mode = spec_need("mode");
 	int in_fd = -1, out_port = -1, err_port = -1;
@@ -764,7 +778,7 @@ int main(void)
 	switch_root();
 	dir_aliases();
 	loopback_up();
-	ctl_line("ready");
+	ctl_line("ready %.3f", uptime_ms());
 
 	if (strcmp(mode, "exec") == 0)
 		run_exec(in_fd, out_port, err_port);

@@ -27,6 +27,8 @@ export interface HostFacts {
   readonly initBinary: string;
   readonly setpriv: string | undefined;
   readonly depmod: string | undefined;
+  /** virtiofsd on PATH or where distributions install it. */
+  readonly virtiofsd: string | undefined;
   readonly terminal: { readonly rows: number; readonly cols: number } | undefined;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
@@ -111,6 +113,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
     setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
+    virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
     terminal: tty,
     env,
   };

@@ -11,7 +11,20 @@ export const MODULAR_BOOT_DRIVERS: ReadonlyMap<string, string> = new Map([
   ['NET_9P_VIRTIO', '9pnet_virtio'],
   ['9P_FS', '9p'],
   ['OVERLAY_FS', 'overlay'],
+  ['FUSE_FS', 'fuse'],
+  ['VIRTIO_FS', 'virtiofs'],
 ]);
+
+/** Options a boot over 9p needs beyond the common ones, and those a boot over virtiofs needs. */
+const NEEDS_9P = ['NET_9P', 'NET_9P_VIRTIO', '9P_FS'];
+const NEEDS_VIRTIOFS = ['FUSE_FS', 'VIRTIO_FS'];
+
+/** Can this kernel mount virtiofs: built in, as modules, not at all, or unknown (no .config, no module index)? */
+export function virtiofsSupport(config: ReadonlyMap<string, string> | undefined, index: ModuleIndex | undefined): 'yes' | 'no' | 'unknown' {
+  if (config) return NEEDS_VIRTIOFS.every((o) => config.get(o) === 'y' || config.get(o) === 'm') ? 'yes' : 'no';
+  if (index) return index.builtin.has('virtiofs') || index.deps.has('virtiofs') ? 'yes' : 'no';
+  return 'unknown';
+}
 
 /** The result of checking a kernel: the boot-driver modules the initramfs must load (in option order). */
 export interface BootNeeds {
@@ -28,8 +41,13 @@ export function checkBootNeeds(
   shown: string,
   config: ReadonlyMap<string, string> | undefined,
   index: ModuleIndex | undefined,
+  fs: '9p' | 'virtiofs' = '9p',
 ): BootNeeds {
-  const required = KCONFIG_FRAGMENT.filter((x) => x.required).map((x) => x.option);
+  // in fragment order, which puts each module after what it needs
+  const own = fs === '9p' ? NEEDS_9P : NEEDS_VIRTIOFS;
+  const required = KCONFIG_FRAGMENT.filter((x) => own.includes(x.option) || (x.required && !NEEDS_9P.includes(x.option))).map(
+    (x) => x.option,
+  );
   const modules: string[] = [];
   const missing: string[] = [];
   for (const opt of required) {

@@ -16,8 +16,17 @@ export function accelArgs(accel: Accel): readonly string[] {
   return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
 }
 
-export function machineArgs(memory: string, cpus: number): readonly string[] {
-  return ['-machine', 'pc', '-m', memory, '-smp', String(cpus)];
+/**
+ * Machine, memory and CPUs. virtiofs needs guest memory that virtiofsd can
+ * map too: a shared memfd backend.
+ */
+export function machineArgs(memory: string, cpus: number, sharedMemory = false): readonly string[] {
+  if (!sharedMemory) return ['-machine', 'pc', '-m', memory, '-smp', String(cpus)];
+  return [
+    '-object', qemuOpts('memory-backend-memfd', { id: 'mktmem', size: memory, share: true }),
+    '-machine', qemuOpts('pc', { 'memory-backend': 'mktmem' }),
+    '-m', memory, '-smp', String(cpus),
+  ];
 }
 
 export function kernelArgs(image: string, initrd: string, cmdline: string): readonly string[] {
@@ -62,7 +71,7 @@ export const dirTag = (i: number): string => `mktd${i}`;
  * passthrough keeps the guest's file ownership when qemu runs as root; a
  * regular user's qemu cannot chown, so it uses none.
  */
-export function fsArgs(dirs: readonly ExportedDir[], asRoot: boolean): readonly string[] {
+export function fs9pArgs(dirs: readonly ExportedDir[], asRoot: boolean): readonly string[] {
   const out: string[] = [];
   const share = (id: string, path: string, readonly: boolean, model: string): void => {
     out.push('-fsdev', qemuOpts('local', { id, path, security_model: model, readonly: readonly || undefined, multidevs: 'remap' }));
@@ -71,4 +80,40 @@ export function fsArgs(dirs: readonly ExportedDir[], asRoot: boolean): readonly 
   share('mktroot', '/', true, 'none');
   dirs.forEach((d, i) => share(dirTag(i), d.real, false, asRoot ? 'passthrough' : 'none'));
   return out;
+}
+
+/** One virtiofs share: the tag the guest mounts, the directory, and virtiofsd's socket. */
+export interface VirtiofsShare {
+  readonly tag: string;
+  readonly source: string;
+  readonly socket: string;
+  /** virtiofsd cache mode: always for the read-only root, auto for exports the host edits. */
+  readonly cache: 'always' | 'auto';
+}
+
+/** The virtiofs shares: the host root, then each exported directory. */
+export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string): VirtiofsShare[] {
+  const share = (tag: string, source: string, cache: VirtiofsShare['cache']): VirtiofsShare => ({
+    tag,
+    source,
+    socket: `${runDir}/${tag}.sock`,
+    cache,
+  });
+  return [share('mktroot', '/', 'always'), ...dirs.map((d, i) => share(dirTag(i), d.real, 'auto'))];
+}
+
+/** qemu's side of the virtiofs shares: a vhost-user-fs device per share. */
+export function virtiofsArgs(shares: readonly VirtiofsShare[]): readonly string[] {
+  return shares.flatMap((s, i) => [
+    '-chardev', qemuOpts('socket', { id: `mktfs${i}`, path: s.socket }),
+    '-device', qemuOpts('vhost-user-fs-pci', { chardev: `mktfs${i}`, tag: s.tag, 'queue-size': 1024 }),
+  ]);
+}
+
+/**
+ * virtiofsd's argv for one share. sandbox=chroot: the namespace sandbox
+ * cannot pivot_root into a source of /; the daemon runs as the caller (root).
+ */
+export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare): readonly string[] {
+  return [virtiofsd, `--socket-path=${s.socket}`, '-o', `source=${s.source}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
 }

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
 import { FD, type RunPlan } from './types.js';
 
@@ -19,7 +20,24 @@ export type Outcome =
   | { readonly kind: 'kvm-dead'; readonly reason: string }
   | { readonly kind: 'failed'; readonly reason: string; readonly console: string; readonly qemuStderr: string };
 
+/**
+ * When each phase of a run ended, in ms since mkt started (performance.now()).
+ * Guest times come in ms since the guest kernel started; offset maps them.
+ */
+export interface BootTrace {
+  qemuStarted?: number;
+  /** host ms minus guest ms, from the hello line (its travel time is the error) */
+  offset?: number;
+  guestInit?: number;
+  guestRoot?: number;
+  guestCommand?: number;
+  guestCommandEnd?: number;
+  vmGone?: number;
+}
+
 export interface ExecuteOptions {
+  /** Filled in as the run goes. */
+  readonly trace?: BootTrace;
   readonly timeout?: number;
   /** Copy the serial console to stderr as it arrives. */
   readonly verbose: boolean;
@@ -70,6 +88,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       // exec mode: own process group, so a Ctrl-C reaches mkt (which stops qemu) rather than qemu alone;
       // shell mode: qemu must stay in the terminal's foreground group to read it.
       child = spawn(argv[0]!, argv.slice(1), { stdio, detached: exec });
+      if (opts.trace) opts.trace.qemuStarted = performance.now();
     } catch (err) {
       resolve({ kind: 'failed', reason: `cannot start ${argv[0]}: ${(err as Error).message}`, console: '', qemuStderr: '' });
       return;
@@ -133,13 +152,22 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       while ((nl = ctlBuf.indexOf('\n')) >= 0) {
         const line = ctlBuf.slice(0, nl);
         ctlBuf = ctlBuf.slice(nl + 1);
-        if (line === 'hello') {
+        const words = line.split(' ');
+        const trace = opts.trace;
+        if (words[0] === 'hello') {
           alive = true;
+          if (trace) {
+            trace.offset = performance.now() - Number(words[2]);
+            trace.guestInit = Number(words[1]);
+          }
           startStdin();
           opts.onAlive?.();
-        } else if (line.startsWith('exit ')) {
-          const [code, out, err] = line.slice(5).split(' ').map(Number);
+        } else if (words[0] === 'ready') {
+          if (trace) trace.guestRoot = Number(words[1]);
+        } else if (words[0] === 'exit') {
+          const [code, out, err, tCmd, tEnd] = words.slice(1).map(Number);
           exitReport = { code: code ?? 125, out: out ?? 0, err: err ?? 0 };
+          if (trace) [trace.guestCommand, trace.guestCommandEnd] = [tCmd, tEnd];
           maybeAck();
         } else if (line.startsWith('error ')) {
           outcome ??= { kind: 'failed', reason: `mkt-init: ${line.slice(6)}`, console: '', qemuStderr: '' };
@@ -207,6 +235,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     }
 
     child.on('close', (code, signal) => {
+      if (opts.trace) opts.trace.vmGone = performance.now();
       for (const t of timers) clearTimeout(t);
       for (const s of signals) process.off(s, onSignal);
       process.off('exit', onExit);

@@ -1,9 +1,20 @@
 /** planRun: the pure step that turns a resolved run and host facts into qemu's argv, cmdline and spec. */
 import type { HostFacts } from '../host/facts.js';
-import { accelArgs, baseArgs, consoleArgs, dirTag, fsArgs, kernelArgs, machineArgs } from '../qemu/args.js';
+import {
+  accelArgs,
+  baseArgs,
+  consoleArgs,
+  dirTag,
+  fs9pArgs,
+  kernelArgs,
+  machineArgs,
+  virtiofsArgs,
+  virtiofsdArgv,
+  virtiofsShares,
+} from '../qemu/args.js';
 import { baseCmdline, renderCmdline } from '../qemu/cmdline.js';
 import { encodeSpec, type SpecRecord } from './spec.js';
-import type { Accel, ResolvedRun, RunPlan } from './types.js';
+import type { Accel, Fs, ResolvedRun, RunPlan } from './types.js';
 
 /** What the prepare step staged on disk (caches, not per-run files). */
 export interface Staged {
@@ -16,11 +27,11 @@ export interface Staged {
 export const CARRIED_ENV = /^(LANG|LANGUAGE|LC_[A-Z]+|TZ|EDITOR|VISUAL|PAGER)$/;
 
 /** The records of the run spec for mkt-init. */
-export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, mode: RunPlan['mode']): SpecRecord[] {
+export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, mode: RunPlan['mode'], fs: Fs = '9p'): SpecRecord[] {
   const u = host.user;
   const r: SpecRecord[] = [
     ['mode', mode],
-    ['fs', '9p'],
+    ['fs', fs],
     ['hostname', 'mkt'],
     ['user', u.name],
     ['uid', String(u.uid)],
@@ -52,18 +63,29 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
  * consoles, filesystems, then the user's --qemu-arg values last so they can
  * override anything.
  */
-export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel): RunPlan {
+export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel, fs: Fs = '9p', runDir?: string): RunPlan {
   const mode = run.exec === undefined ? 'shell' : 'exec';
+  if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
+  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!) : [];
   const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose }), run.append);
   const argv = [
     run.qemu,
     ...baseArgs(),
     ...accelArgs(accel),
-    ...machineArgs(run.memory, run.cpus),
+    ...machineArgs(run.memory, run.cpus, fs === 'virtiofs'),
     ...kernelArgs(run.kernel.image, staged.initramfs, cmdline),
     ...consoleArgs(mode),
-    ...fsArgs(run.dirs, host.user.uid === 0),
+    ...(fs === 'virtiofs' ? virtiofsArgs(shares) : fs9pArgs(run.dirs, host.user.uid === 0)),
     ...run.qemuArgs,
   ];
-  return { mode, accel, argv, cmdline, spec: encodeSpec(specRecords(run, host, staged, mode)) };
+  return {
+    mode,
+    accel,
+    fs,
+    daemons: shares.map((s) => ({ argv: virtiofsdArgv(host.virtiofsd!, s), socket: s.socket })),
+    runDir: fs === 'virtiofs' ? runDir : undefined,
+    argv,
+    cmdline,
+    spec: encodeSpec(specRecords(run, host, staged, mode, fs)),
+  };
 }

@@ -1,19 +1,23 @@
 /** One `mkt run`: choose the accelerator, stage caches, plan, execute, and turn the outcome into an exit code. */
-import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
 import type { HostFacts } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
-import { checkBootNeeds } from '../kernel/features.js';
+import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
+import { chooseFs, type FsDecision } from './fs-choice.js';
 import { parseDotConfig } from '../kernel/kconfig.js';
 import { loadOrder, readModuleIndex, stageTreeModules } from '../kernel/modules.js';
 import { shellQuote } from '../qemu/escape.js';
 import { cachedInitramfs } from '../rootfs/initramfs.js';
-import { execute, type Outcome } from './execute.js';
+import { DaemonError, startDaemons, type Daemons } from './daemons.js';
+import { type BootTrace, execute, type Outcome } from './execute.js';
 import { planRun, type Staged } from './plan.js';
-import type { Accel, ResolvedRun } from './types.js';
+import type { Accel, ResolvedRun, RunPlan } from './types.js';
 
 /** Where core code reports what the user should hear; the CLI decides how it looks. */
 export interface Reporter {
@@ -34,8 +38,8 @@ export const KVM_LIFE_BOUND_MS = 10_000;
 /** Under TCG, after this long without a word from mkt-init, say that the boot is slow rather than stay silent. */
 export const SLOW_BOOT_NOTICE_MS = 60_000;
 
-/** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run). */
-export function stage(run: ResolvedRun, host: HostFacts): Staged {
+/** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
+export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision } {
   const k = run.kernel;
   let modules: string | undefined;
   let moduleDir = k.installedModules;
@@ -48,12 +52,13 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged {
   }
   const index = moduleDir ? readModuleIndex(moduleDir) : undefined;
   const config = k.dotconfig ? parseDotConfig(readFileSync(k.dotconfig, 'utf8')) : undefined;
-  const needs = checkBootNeeds(k.tree ?? k.image, config, index);
+  const fs = chooseFs(run.fs, { virtiofsd: host.virtiofsd, uid: host.user.uid }, virtiofsSupport(config, index));
+  const needs = checkBootNeeds(k.tree ?? k.image, config, index, fs.fs);
   const paths = needs.modules.length && index && moduleDir ? loadOrder(index, needs.modules).map((p) => join(moduleDir!, p)) : [];
   if (!existsSync(host.initBinary)) {
     throw new ToolError(`${host.initBinary} is missing: build mkt first (npm run build)`);
   }
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules };
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, fs };
 }
 
 /** The accelerator to try first, and whether a dead KVM may fall back to TCG. */
@@ -96,15 +101,59 @@ export function consoleExcerpt(text: string): string {
   return excerpt.join('\n') + (from + 40 < lines.length ? `\n[... ${lines.length - from - 40} more lines]\n${lines.slice(-3).join('\n')}` : '');
 }
 
+/** A fresh name for this run's private directory; stale ones of dead mkt processes are removed first. */
+function newRunDir(): string {
+  const base = tmpdir();
+  for (const name of readdirSync(base)) {
+    const m = /^mkt-run-(\d+)-/.exec(name);
+    if (m && !processAlive(Number(m[1]))) rmSync(join(base, name), { recursive: true, force: true });
+  }
+  return join(base, `mkt-run-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The --boot-trace table: when each phase ended, in ms since mkt started, with the step from the one before. */
+export function renderTrace(t: BootTrace, plan: RunPlan): string {
+  const g = (x: number | undefined): number | undefined => (x === undefined || t.offset === undefined ? undefined : t.offset + x);
+  const rows: [string, number | undefined][] = [
+    ['mkt started', 0],
+    ['qemu started', t.qemuStarted],
+    ['kernel started', g(0)],
+    ['init started', g(t.guestInit)],
+    ['root mounted', g(t.guestRoot)],
+    [plan.mode === 'exec' ? 'command started' : 'shell started', g(t.guestCommand)],
+    [plan.mode === 'exec' ? 'command ended' : 'shell ended', g(t.guestCommandEnd)],
+    ['VM gone', t.vmGone],
+  ];
+  let prev = 0;
+  const lines = rows.map(([name, ms]) => {
+    if (ms === undefined) return `  ${'-'.padStart(8)}          ${name}`;
+    const line = `  ${ms.toFixed(0).padStart(8)} ms ${`(+${(ms - prev).toFixed(0)})`.padStart(8)}  ${name}`;
+    prev = ms;
+    return line;
+  });
+  return `boot trace (${plan.accel}, ${plan.fs}; guest times mapped through the hello line):\n${lines.join('\n')}`;
+}
+
 /** Run it; returns the exit status for the CLI. */
 export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
     reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.image}); pass --kernel to choose another`);
   }
   const staged = stage(run, host);
+  reporter.info(`filesystem: ${staged.fs.why}`);
+  const runDir = staged.fs.fs === 'virtiofs' ? newRunDir() : undefined;
   let { accel, watch } = chooseAccel(run, host, reporter);
   for (;;) {
-    const plan = planRun(run, host, staged, accel);
+    const plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
     // performance.now() counts from the start of the mkt process
     reporter.info(`qemu starts ${Math.round(performance.now())} ms after mkt started`);
     if (run.dryRun) {
@@ -115,7 +164,17 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     const firstKvm = watch && run.accel === 'auto';
     const probe = Number(host.env.MKT_KVM_PROBE_SECONDS);
     const bound = probe > 0 ? probe * 1000 : KVM_LIFE_BOUND_MS;
+    let daemons: Daemons;
+    try {
+      daemons = await startDaemons(plan, host.setpriv);
+    } catch (err) {
+      if (!(err instanceof DaemonError)) throw err;
+      reporter.error(`virtiofsd failed to start (--fs 9p avoids it):\n${err.message}`);
+      return EXIT.failed;
+    }
+    const trace: BootTrace = {};
     const outcome: Outcome = await execute(plan, {
+      trace,
       timeout: run.timeout,
       verbose: run.verbose,
       kvmLifeBoundMs: watch ? bound : undefined,
@@ -124,7 +183,8 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
         reporter.warn(`the guest has not reached mkt-init after ${ms / 1000} s (${accel}); still waiting: --verbose shows the console, Ctrl-C stops`),
       setpriv: host.setpriv,
       onAlive: firstKvm ? () => writeVerdict(host.cacheDir, { bootId: host.bootId, works: true, reason: 'booted' }) : undefined,
-    });
+    }).finally(() => daemons.stop());
+    if (run.bootTrace) reporter.warn(renderTrace(trace, plan));
     switch (outcome.kind) {
       case 'exit':
         return outcome.code;

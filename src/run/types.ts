@@ -2,6 +2,8 @@
 import type { KernelInfo } from '../kernel/locate.js';
 
 export type Accel = 'kvm' | 'tcg';
+export type Fs = '9p' | 'virtiofs';
+export type FsChoice = 'auto' | Fs;
 export type AccelChoice = 'auto' | Accel;
 
 /** A host directory exported to the guest. */
@@ -21,6 +23,7 @@ export interface ResolvedRun {
   readonly exec: string | undefined;
   readonly timeout: number | undefined;
   readonly accel: AccelChoice;
+  readonly fs: FsChoice;
   /** Where the accel choice came from, for messages. */
   readonly accelSource: string;
   readonly memory: string;
@@ -30,6 +33,8 @@ export interface ResolvedRun {
   readonly qemuArgs: readonly string[];
   readonly dryRun: boolean;
   readonly verbose: boolean;
+  /** Print when each boot phase finished (--boot-trace). */
+  readonly bootTrace: boolean;
   readonly cwd: string;
 }
 
@@ -40,6 +45,11 @@ export const FD = { ctl: 3, serial: 4, stdin: 5, stdout: 6, stderr: 7 } as const
 export interface RunPlan {
   readonly mode: 'exec' | 'shell';
   readonly accel: Accel;
+  readonly fs: Fs;
+  /** Daemons to start before qemu (virtiofsd), each serving a socket in runDir. */
+  readonly daemons: readonly { readonly argv: readonly string[]; readonly socket: string }[];
+  /** The private directory (mode 0700) for the daemons' sockets; none with 9p. */
+  readonly runDir: string | undefined;
   readonly argv: readonly string[];
   readonly cmdline: string;
   readonly spec: Buffer;

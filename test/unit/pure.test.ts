@@ -9,7 +9,10 @@ import { checkBootNeeds } from '../../src/kernel/features.js';
 import { parseDotConfig } from '../../src/kernel/kconfig.js';
 import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragment.js';
 import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/modules.js';
-import { accelArgs, consoleArgs, fsArgs } from '../../src/qemu/args.js';
+import { accelArgs, consoleArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
+import { chooseFs } from '../../src/run/fs-choice.js';
+import { virtiofsSupport } from '../../src/kernel/features.js';
+import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
 import { qemuOpts, qemuValue, shellQuote } from '../../src/qemu/escape.js';
 import { writeCpio } from '../../src/rootfs/cpio.js';
@@ -34,10 +37,10 @@ test('shell quoting round-trips through sh', async () => {
 });
 
 test('9p exports escape awkward paths and keep the root read-only', () => {
-  const args = fsArgs([{ path: '/tmp/a b,c', real: '/tmp/a b,c' }], false);
+  const args = fs9pArgs([{ path: '/tmp/a b,c', real: '/tmp/a b,c' }], false);
   assert.deepEqual(args.slice(0, 2), ['-fsdev', 'local,id=mktroot,path=/,security_model=none,readonly=on,multidevs=remap']);
   assert.equal(args[5], 'local,id=mktd0,path=/tmp/a b,,c,security_model=none,multidevs=remap');
-  assert.equal(fsArgs([{ path: '/x', real: '/x' }], true)[5], 'local,id=mktd0,path=/x,security_model=passthrough,multidevs=remap');
+  assert.equal(fs9pArgs([{ path: '/x', real: '/x' }], true)[5], 'local,id=mktd0,path=/x,security_model=passthrough,multidevs=remap');
 });
 
 test('console fragments: exec uses inherited sockets, shell the stdio mux with hvc0 last', () => {
@@ -217,4 +220,33 @@ test('boot needs: built-in, modular, and missing options', () => {
 test('panic detection on console text', () => {
   assert.ok(panicked('[ 1.0] Kernel panic - not syncing: sysrq triggered crash'));
   assert.ok(!panicked('all fine\n'));
+});
+
+test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per share, awkward paths escaped', () => {
+  assert.deepEqual(machineArgs('1G', 2, true), [
+    '-object', 'memory-backend-memfd,id=mktmem,size=1G,share=on', '-machine', 'pc,memory-backend=mktmem', '-m', '1G', '-smp', '2',
+  ]);
+  const shares = virtiofsShares([{ path: '/tmp/a,b', real: '/tmp/a,b' }], '/run/x');
+  assert.deepEqual(shares.map((s) => [s.tag, s.source, s.cache]), [['mktroot', '/', 'always'], ['mktd0', '/tmp/a,b', 'auto']]);
+  assert.deepEqual(virtiofsArgs(shares).slice(4), [
+    '-chardev', 'socket,id=mktfs1,path=/run/x/mktd0.sock', '-device', 'vhost-user-fs-pci,chardev=mktfs1,tag=mktd0,queue-size=1024',
+  ]);
+  const argv = virtiofsdArgv('/usr/lib/qemu/virtiofsd', shares[1]!);
+  assert.ok(argv.includes('source=/tmp/a,b'), 'virtiofsd gets the path as its own argv word, unescaped');
+  assert.ok(argv.includes('sandbox=chroot'));
+});
+
+test('filesystem choice: virtiofs where it can serve, else 9p with the reason; explicit virtiofs fails instead', () => {
+  const root = { virtiofsd: '/usr/lib/qemu/virtiofsd', uid: 0 };
+  assert.equal(chooseFs('auto', root, 'yes').fs, 'virtiofs');
+  assert.equal(chooseFs('9p', root, 'yes').fs, '9p');
+  assert.match(chooseFs('auto', { ...root, uid: 1000 }, 'yes').why, /^9p: .*needs root/);
+  assert.match(chooseFs('auto', { virtiofsd: undefined, uid: 0 }, 'yes').why, /no virtiofsd found/);
+  assert.match(chooseFs('auto', root, 'no').why, /lacks CONFIG_VIRTIO_FS/);
+  assert.equal(chooseFs('auto', root, 'unknown').fs, '9p');
+  assert.throws(() => chooseFs('virtiofs', root, 'no'), ToolError);
+  assert.throws(() => chooseFs('virtiofs', { ...root, uid: 1000 }, 'yes'), /--fs virtiofs: .*needs root.*--fs 9p/);
+  assert.equal(virtiofsSupport(new Map([['FUSE_FS', 'y'], ['VIRTIO_FS', 'm']]), undefined), 'yes');
+  assert.equal(virtiofsSupport(new Map([['FUSE_FS', 'y']]), undefined), 'no');
+  assert.equal(virtiofsSupport(undefined, undefined), 'unknown');
 });

@@ -166,3 +166,23 @@ test('--dir / is refused: the guest must not get the host root writable', () => 
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--dir \/: exporting \/ writable would let the guest change the host's root/);
 });
+
+test('SIGKILL of mkt in the middle of a real run leaves no qemu behind', async () => {
+  const { spawn } = await import('node:child_process');
+  const marker = `mkt-sigkill-${process.pid}`;
+  const child = spawn(MKT, ['run', '--kernel', K, '--append', `${marker}=1`, '--exec', 'sleep 100'], { stdio: 'ignore' });
+  let seen = false;
+  for (let i = 0; i < 100 && !seen; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    seen = vmProcesses(marker).length > 0;
+  }
+  assert.ok(seen, 'qemu never started');
+  await new Promise((r) => setTimeout(r, 1500));
+  child.kill('SIGKILL');
+  let left = vmProcesses(marker);
+  for (let i = 0; i < 50 && left.length; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = vmProcesses(marker);
+  }
+  assert.deepEqual(left, []);
+});

@@ -35,6 +35,12 @@ test('interactive: logged in as the caller on hvc0 with TERM and size, a command
     assert.deepEqual([m[2], m[3]], ['43', '132']);
     // boot messages came first, on the serial console
     assert.match(text, /Linux version|Run \/init|Freeing unused/);
+    // Ctrl-C goes to the guest: it interrupts the guest's command, not mkt
+    tmux('send-keys', '-t', s, 'sleep 300', 'Enter');
+    await sleep(1500);
+    tmux('send-keys', '-t', s, 'C-c');
+    const alive = await typeUntil(s, 'echo AFTER-$((2*21))', /AFTER-42/, 30);
+    assert.ok(alive, `the guest shell did not survive Ctrl-C:\n${screen(s)}`);
     tmux('send-keys', '-t', s, 'C-a', 'x');
     let exited = false;
     for (let i = 0; i < 30 && !exited; i++) {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as require_os from 'node:os';
 import { after, test } from 'node:test';
 import { distroKernel, ktree, mkt, tempDir, vmProcesses } from './helpers.js';
 
@@ -87,6 +88,17 @@ test('without --kernel: the config file, then a built tree in the current direct
   assert.ok(r.stdout.toString().includes(`-kernel ${distroKernel()}`));
   assert.match(r.stderr, /booting the newest installed kernel/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+test("the seed tool's legacy config file is read too", () => {
+  const home = join(work, 'legacy-home');
+  const { hostname } = require_os;
+  mkdirSync(join(home, '.config', 'mellanox', 'mkt'), { recursive: true });
+  writeFileSync(join(home, '.config', 'mellanox', 'mkt', `hv-${hostname()}.mkt`), `[defaults]\nkernel = ${K}\n`);
+  const r = mkt(['run', '--dry-run', '--no-home'], { env: { HOME: home, XDG_CONFIG_HOME: join(home, '.config') }, cwd: work });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'arch/x86/boot/bzImage')}`));
+  assert.equal(r.stderr, '');
 });
 
 test('named config sections apply; an unknown one is a usage error', () => {

@@ -1,0 +1,79 @@
+/** The helper daemons a run needs before qemu starts (virtiofsd), and their end. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { shellQuote } from '../qemu/escape.js';
+import type { RunPlan } from './types.js';
+
+/** Started daemons; stop() ends them and removes the run directory. */
+export interface Daemons {
+  stop(): Promise<void>;
+  /** The stderr tails of daemons that exited early, for reports. */
+  failures(): string;
+}
+
+const READY_BOUND_MS = 5000;
+
+/** Start PLAN's daemons in its private run directory and wait until each one's socket exists. */
+export async function startDaemons(plan: RunPlan, setpriv: string | undefined): Promise<Daemons> {
+  const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; exited: boolean }[] = [];
+  const runDir = plan.runDir;
+  const stop = async (): Promise<void> => {
+    await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exited) return resolve();
+            p.child.once('exit', () => resolve());
+            p.child.kill('SIGTERM');
+            setTimeout(() => {
+              p.child.kill('SIGKILL');
+              resolve();
+            }, 2000).unref();
+          }),
+      ),
+    );
+    if (runDir) rmSync(runDir, { recursive: true, force: true });
+  };
+  const failures = (): string =>
+    procs
+      .filter((p) => p.exited)
+      .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim()}`)
+      .join('\n');
+  const daemons: Daemons = { stop, failures };
+  if (!plan.daemons.length || !runDir) return daemons;
+
+  // private: only this user may reach the sockets (whoever connects gets the shared tree)
+  mkdirSync(runDir, { mode: 0o700 });
+  for (const d of plan.daemons) {
+    // the parent-death signal ends the daemon even when mkt is SIGKILLed
+    const argv = setpriv ? [setpriv, '--pdeathsig', 'SIGTERM', '--', ...d.argv] : [...d.argv];
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = { child, argv: d.argv, stderr: '', exited: false };
+    child.stderr?.on('data', (b: Buffer) => {
+      p.stderr = (p.stderr + b.toString('utf8')).slice(-4000);
+    });
+    child.on('error', (err) => {
+      p.stderr += err.message;
+      p.exited = true;
+    });
+    child.on('exit', () => {
+      p.exited = true;
+    });
+    procs.push(p);
+  }
+  const t0 = Date.now();
+  for (;;) {
+    if (plan.daemons.every((d) => existsSync(d.socket))) return daemons;
+    if (procs.some((p) => p.exited) || Date.now() - t0 > READY_BOUND_MS) {
+      const why = failures() || `no socket after ${READY_BOUND_MS / 1000} s: ${plan.daemons.map((d) => d.argv[0]).join(', ')}`;
+      await stop();
+      throw new DaemonError(why);
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A daemon failed to start; the message carries its argv and stderr. */
+export class DaemonError extends Error {
+  override readonly name = 'DaemonError';
+}
