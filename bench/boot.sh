@@ -1,51 +1,93 @@
 #!/usr/bin/env bash
-# Boot-time benchmark: `mkt run --exec true` against the floor (the same qemu
-# booting the same bzImage with an initramfs whose init reboots at once),
-# interleaved over N repetitions after a warm-up, so both see the same
-# machine noise. Prints each case's median and the ratio, and the time mkt
-# spends before qemu starts, with warm caches (from process start to the
-# moment it would spawn qemu, as `mkt run --dry-run --verbose` reports it).
+# mkt's benchmark: every case interleaved over N rounds after a warm-up, with
+# the same accelerator, memory and CPU count throughout, so all cases see the
+# same machine noise. Prints medians and ratios.
 #
-# usage: bench/boot.sh TREE [N]      (TREE: a compiled kernel tree)
-# env:   MKT_ACCEL (default tcg), MEM (1G), CPUS (2)
+# usage: bench/boot.sh [--runs N] [--peer 'TEMPLATE'] TREE
+#   TREE      a compiled kernel tree (bzImage, modules)
+#   --peer    another launcher timed on the same cases: a command template with
+#             {kernel} (the bzImage), {tree} and {cmd} (a shell command), e.g.
+#             --peer "vng -r {kernel} -- {cmd}"
+# env: MKT_ACCEL (default tcg), MEM (1G), CPUS (2), SKIP_HEAVY=1 (no file-heavy case)
+#
+# Cases:
+#   floor      the same qemu booting the same bzImage with an initramfs whose
+#              init (one line of C) reboots at once: what qemu and the kernel cost
+#   true       mkt run --exec true
+#   uname      mkt run --exec 'uname -r'
+#   pre        ms from mkt's start to spawning qemu, warm caches (--dry-run --verbose)
+#   heavy-9p / heavy-virtiofs
+#              ls -lR and cat | md5sum over a copy of the tree's include/,
+#              exported with --dir, over each filesystem
+#   stdout     50 MB of stdout streamed back (MB/s, after subtracting `true`)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-tree=${1:?usage: bench/boot.sh TREE [N]}
-n=${2:-7}
-accel=${MKT_ACCEL:-tcg}
-mem=${MEM:-1G}
-cpus=${CPUS:-2}
+runs=7 peer=""
+while [[ $# -gt 1 ]]; do
+  case $1 in
+    --runs) runs=$2; shift 2 ;;
+    --peer) peer=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+tree=${1:?usage: bench/boot.sh [--runs N] [--peer TEMPLATE] TREE}
+tree=$(realpath "$tree")
+accel=${MKT_ACCEL:-tcg} mem=${MEM:-1G} cpus=${CPUS:-2}
 mkt=$here/bin/mkt
 image=$tree/arch/x86/boot/bzImage
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# the floor's init: one line of C that reboots (qemu -no-reboot then exits)
 printf '#include <sys/reboot.h>\nint main(void) { return reboot(RB_AUTOBOOT); }\n' >"$work/init.c"
 gcc -static -Os -s -o "$work/init" "$work/init.c"
 (cd "$work" && echo init | cpio -o -H newc --quiet >floor.cpio)
+cp -r "$tree/include" "$work/include"
 cpu=$([[ $accel == kvm ]] && echo host || echo max)
 floor=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot -accel "$accel" -cpu "$cpu"
   -machine pc -m "$mem" -smp "$cpus" -kernel "$image" -initrd "$work/floor.cpio"
   -append 'console=ttyS0 panic=-1 quiet' -serial null)
-ours=("$mkt" run --kernel "$tree" --accel "$accel" --memory "$mem" --cpus "$cpus" --exec true)
+ours=("$mkt" run --kernel "$tree" --accel "$accel" --memory "$mem" --cpus "$cpus")
+heavy="ls -lR '$work/include' >/dev/null && find '$work/include' -type f -exec cat {} + | md5sum"
+big='head -c 52428800 /dev/zero'
 
-ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>&1 </dev/null || { echo "bench: failed: $*" >&2; exit 1; }; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
+ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>"$work/err" </dev/null || { echo "bench: failed: $*" >&2; cat "$work/err" >&2; exit 1; }; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
+peer_run() { local c=${peer//\{kernel\}/$image}; c=${c//\{tree\}/$tree}; c=${c//\{cmd\}/$1}; ms sh -c "$c"; }
 
-ms "${floor[@]}" >/dev/null
-ms "${ours[@]}" >/dev/null
-: >"$work/floor" >"$work/mkt" >"$work/pre"
-for _ in $(seq 1 "$n"); do
-  ms "${floor[@]}" >>"$work/floor"
-  ms "${ours[@]}" >>"$work/mkt"
-  "${ours[@]}" --dry-run --verbose 2>&1 >/dev/null | sed -n 's/.*qemu starts \([0-9]*\) ms after mkt started.*/\1/p' >>"$work/pre"
+cases=(floor true uname pre stdout)
+[[ -n ${SKIP_HEAVY:-} ]] || cases+=(heavy-9p heavy-virtiofs)
+[[ -z $peer ]] || cases+=(peer-true peer-uname)
+one() {
+  case $1 in
+    floor) ms "${floor[@]}" ;;
+    true) ms "${ours[@]}" --exec true ;;
+    uname) ms "${ours[@]}" --exec 'uname -r' ;;
+    pre) "${ours[@]}" --exec true --dry-run --verbose 2>&1 >/dev/null | sed -n 's/.*qemu starts \([0-9]*\) ms after mkt started.*/\1/p' ;;
+    stdout) ms "${ours[@]}" --exec "$big" ;;
+    heavy-9p) ms "${ours[@]}" --fs 9p --dir "$work/include" --exec "$heavy" ;;
+    heavy-virtiofs) ms "${ours[@]}" --fs virtiofs --dir "$work/include" --exec "$heavy" ;;
+    peer-true) peer_run true ;;
+    peer-uname) peer_run 'uname -r' ;;
+  esac
+}
+for c in "${cases[@]}"; do one "$c" >/dev/null; done # warm-up
+for _ in $(seq 1 "$runs"); do
+  for c in "${cases[@]}"; do one "$c" >>"$work/$c.t"; done
 done
-f=$(median <"$work/floor")
-m=$(median <"$work/mkt")
-p=$(median <"$work/pre")
-echo "accel=$accel memory=$mem cpus=$cpus runs=$n kernel=$tree"
-echo "floor (qemu + kernel + reboot-only init): median ${f} ms  [$(tr '\n' ' ' <"$work/floor")]"
-echo "mkt run --exec true:                      median ${m} ms  [$(tr '\n' ' ' <"$work/mkt")]"
-echo "mkt before qemu starts (warm caches):     median ${p} ms  [$(tr '\n' ' ' <"$work/pre")]"
-awk -v m="$m" -v f="$f" 'BEGIN { printf "ratio mkt/floor: %.3f\n", m / f }'
+declare -A m
+echo "accel=$accel memory=$mem cpus=$cpus runs=$runs kernel=$tree fs(auto)=$("$mkt" run --kernel "$tree" --exec true --dry-run --verbose 2>&1 >/dev/null | sed -n 's/^mkt: filesystem: \([^ :]*\).*/\1/p')"
+for c in "${cases[@]}"; do
+  m[$c]=$(median "$work/$c.t")
+  printf '%-16s median %6s ms   [%s]\n' "$c" "${m[$c]}" "$(tr '\n' ' ' <"$work/$c.t")"
+done
+awk -v t="${m[true]}" -v u="${m[uname]}" -v f="${m[floor]}" -v s="${m[stdout]}" 'BEGIN {
+  printf "ratio true/floor:   %.3f\n", t / f
+  printf "ratio uname/floor:  %.3f\n", u / f
+  printf "stdout throughput:  %.0f MB/s (50 MB in %d ms beyond `true`)\n", (s > t ? 52.4288 / ((s - t) / 1000) : 0), s - t
+}'
+if [[ -z ${SKIP_HEAVY:-} ]]; then
+  awk -v a="${m[heavy-9p]}" -v b="${m[heavy-virtiofs]}" 'BEGIN { printf "file-heavy 9p/virtiofs: %.2f x\n", a / b }'
+fi
+if [[ -n $peer ]]; then
+  awk -v p="${m[peer-true]}" -v f="${m[floor]}" -v t="${m[true]}" 'BEGIN { printf "peer true/floor:    %.3f (mkt %.3f)\n", p / f, t / f }'
+fi

@@ -18,7 +18,7 @@ export function stderrReporter(verbose: boolean): Reporter {
 export function runCommand(act: (code: number) => void): Command<[string[]]> {
   return new Command('run')
     .description("boot a kernel in a VM with the host's root (read-only, throw-away writes) and a shell or one command")
-    .argument('[configs...]', 'config sections to apply (OS images come later)')
+    .argument('[configs...]', 'names of config-file sections to apply over [defaults]')
     .option('-k, --kernel <path>', 'compiled kernel tree (or make O= dir), bzImage, or installed release')
     .option('-d, --dir <path>', 'export a host directory at the same path, writable (repeatable)', collect, [] as string[])
     .option('--no-home', 'do not export your home directory')

@@ -14,6 +14,8 @@ export interface ConfigSection {
   readonly append?: string;
   readonly accel?: string;
   readonly fs?: string;
+  /** Where each key was set: "FILE [section]". */
+  readonly origin?: Readonly<Record<string, string>>;
 }
 
 /** A parsed config file. */
@@ -37,7 +39,8 @@ export function configPath(file: string, value: string): string {
 }
 
 function section(path: string, name: string, raw: Record<string, unknown>): ConfigSection {
-  const out: Record<string, unknown> = { dir: [] as string[] };
+  const origin: Record<string, string> = {};
+  const out: Record<string, unknown> = { dir: [] as string[], origin };
   for (const [key, value] of Object.entries(raw)) {
     const k = key.replace(/\[\]$/, '');
     if (!KEYS.has(k)) {
@@ -47,6 +50,7 @@ function section(path: string, name: string, raw: Record<string, unknown>): Conf
       if (typeof v !== 'string' || v === '') throw new UsageError(`${path}: [${name}] ${k} needs a value`);
       return v;
     });
+    origin[k] = `${path} [${name}] ${k}`;
     if (k === 'dir') (out.dir as string[]).push(...values.map((v) => configPath(path, v)));
     else if (k === 'kernel') out[k] = configPath(path, values[values.length - 1]!);
     else out[k] = values[values.length - 1];
@@ -56,6 +60,12 @@ function section(path: string, name: string, raw: Record<string, unknown>): Conf
 
 /** Parse the text of a config file; PATH is used in messages. */
 export function parseConfig(path: string, text: string): ConfigFile {
+  text.split('\n').forEach((line, i) => {
+    const t = line.trim();
+    if (t.startsWith('[') && !/^\[[^\]]+\]\s*([;#].*)?$/.test(t)) {
+      throw new UsageError(`${path}:${i + 1}: bad section header '${t}': write it as [name]`);
+    }
+  });
   let raw: Record<string, unknown>;
   try {
     raw = parse(text) as Record<string, unknown>;

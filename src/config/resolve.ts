@@ -1,5 +1,5 @@
 /** Merge defaults < config file < environment < flags into one validated ResolvedRun. */
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
 import { findExecutable, type HostFacts } from '../host/facts.js';
@@ -28,7 +28,8 @@ export interface RunFlags {
 }
 
 /** The merged config sections, later files and named sections winning. */
-function mergeSections(configs: readonly ConfigFile[], names: readonly string[]): { section: ConfigSection } {
+function mergeSections(configs: readonly ConfigFile[], names: readonly string[]): { section: ConfigSection; origin: Record<string, string> } {
+  const origin: Record<string, string> = {};
   let kernel: string | undefined;
   let memory: string | undefined;
   let cpus: string | undefined;
@@ -37,6 +38,7 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
   let fs: string | undefined;
   const dir: string[] = [];
   const apply = (s: ConfigSection): void => {
+    Object.assign(origin, s.origin ?? {});
     kernel = s.kernel ?? kernel;
     memory = s.memory ?? memory;
     cpus = s.cpus ?? cpus;
@@ -49,6 +51,9 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
   for (const name of names) {
     const found = configs.filter((c) => c.sections.has(name));
     if (!found.length) {
+      if (name.includes('/') || existsSync(name)) {
+        throw new UsageError(`'${name}' is not a config section; to boot it, pass --kernel ${name}`);
+      }
       const known = configs.flatMap((c) => [...c.sections.keys()]);
       throw new UsageError(
         `'${name}' is not a config section` +
@@ -58,11 +63,15 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
     }
     for (const c of found) apply(c.sections.get(name)!);
   }
-  return { section: { kernel, memory, cpus, append, accel, fs, dir } };
+  return { section: { kernel, memory, cpus, append, accel, fs, dir }, origin };
 }
 
 function checkMemory(v: string, source: string): string {
-  if (!/^[1-9][0-9]*[KMGT]?$/i.test(v)) throw new UsageError(`${source} ${v}: expected a size such as 1G or 2048M`);
+  const m = /^([1-9][0-9]*)([KMGT]?)$/i.exec(v);
+  if (!m) throw new UsageError(`${source} ${v}: expected a size such as 1G or 2048M`);
+  // qemu reads a bare number as MiB
+  const mib = Number(m[1]) * ({ K: 1 / 1024, '': 1, M: 1, G: 1024, T: 1024 * 1024 } as Record<string, number>)[m[2]!.toUpperCase()]!;
+  if (mib < 128) throw new UsageError(`${source} ${v}: at least 128M is needed to boot (qemu reads a bare number as MiB)`);
   return v.toUpperCase();
 }
 
@@ -83,13 +92,30 @@ function checkAccel(v: string, source: string): AccelChoice {
 
 /** An exported directory: it must exist; the guest sees it at the path given, qemu serves its real path. */
 function exportDir(value: string, cwd: string, source: string): ExportedDir {
+  if (value === '') throw new UsageError(`${source} needs a directory`);
   const path = resolve(cwd, value);
-  if (path === '/' || (existsSync(path) && realpathSync(path) === '/')) {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') throw new UsageError(`${source} ${value}: permission denied: you cannot reach it, so qemu cannot export it`);
+    throw new UsageError(`${source} ${value}: no such directory: create it or fix the path`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`${source} ${value}: not a directory: --dir exports directories`);
+  const real = realpathSync(path);
+  if (real === '/') {
     throw new UsageError(`${source} ${value}: exporting / writable would let the guest change the host's root; export the directories you need`);
   }
-  if (!existsSync(path)) throw new UsageError(`${source} ${value}: no such directory: create it or fix the path`);
-  if (!statSync(path).isDirectory()) throw new UsageError(`${source} ${value}: not a directory: --dir exports directories`);
-  return { path, real: realpathSync(path) };
+  // the guest has its own of these; the host's, mounted over them writable, would be the host's kernel interfaces
+  const system = ['/proc', '/sys', '/dev'].find((s) => real === s || real.startsWith(`${s}/`));
+  if (system) throw new UsageError(`${source} ${value}: ${system} is the guest's own; the host's cannot be exported`);
+  try {
+    accessSync(path, constants.R_OK | constants.X_OK);
+  } catch {
+    throw new UsageError(`${source} ${value}: permission denied: you cannot read it, so qemu cannot export it`);
+  }
+  return { path, real };
 }
 
 /** Drop directories already visible through another export (fewer mounts, same view). */
@@ -119,18 +145,23 @@ export function callerCwd(env: NodeJS.ProcessEnv): string {
 export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host: HostFacts): ResolvedRun {
   const env = host.env;
   const cwd = callerCwd(env as NodeJS.ProcessEnv);
-  const { section } = mergeSections(configs, flags.names);
-  const kernel = flags.kernel ? locateKernel(flags.kernel, 'flag', cwd) : defaultKernel(section.kernel, cwd);
+  const { section, origin } = mergeSections(configs, flags.names);
+  const from = (key: string): string => origin[key] ?? `config ${key}`;
+  for (const [name, v] of [['--kernel', flags.kernel], ['--cpus', flags.cpus], ['--accel', flags.accel], ['--fs', flags.fs], ['--qemu', flags.qemu], ['--memory', flags.memory]] as const) {
+    if (v === '') throw new UsageError(`${name} needs a value`);
+  }
+  if (flags.qemuArg.includes('')) throw new UsageError('--qemu-arg needs a value');
+  const kernel = flags.kernel !== undefined ? locateKernel(flags.kernel, 'flag', cwd) : defaultKernel(section.kernel, cwd, from('kernel'));
 
   let accel: AccelChoice = 'auto';
   let accelSource = 'default';
-  if (section.accel) [accel, accelSource] = [checkAccel(section.accel, 'config accel'), 'config file'];
+  if (section.accel) [accel, accelSource] = [checkAccel(section.accel, from('accel')), 'config file'];
   if (env.MKT_ACCEL) [accel, accelSource] = [checkAccel(env.MKT_ACCEL, 'MKT_ACCEL'), 'MKT_ACCEL'];
-  if (flags.accel) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
+  if (flags.accel !== undefined) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
 
-  const fs = checkFs(flags.fs ?? env.MKT_FS ?? section.fs ?? 'auto', flags.fs ? '--fs' : env.MKT_FS ? 'MKT_FS' : section.fs ? 'config fs' : 'fs');
-  const memory = checkMemory(flags.memory ?? section.memory ?? '1G', '--memory');
-  const cpus = flags.cpus ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, 'config cpus') : host.cpus;
+  const fs = checkFs(flags.fs ?? env.MKT_FS ?? section.fs ?? 'auto', flags.fs ? '--fs' : env.MKT_FS ? 'MKT_FS' : section.fs ? from('fs') : 'fs');
+  const memory = checkMemory(flags.memory ?? section.memory ?? '1G', flags.memory !== undefined ? '--memory' : from('memory'));
+  const cpus = flags.cpus !== undefined ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, from('cpus')) : host.cpus;
 
   let timeout: number | undefined;
   if (flags.timeout !== undefined) {
@@ -138,6 +169,8 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     if (!/^[0-9]+(\.[0-9]+)?$/.test(flags.timeout) || timeout <= 0) {
       throw new UsageError(`--timeout ${flags.timeout}: expected a positive number of seconds`);
     }
+    // Node's timers hold at most 2^31-1 ms (about 24 days)
+    if (timeout > 2_147_483) throw new UsageError(`--timeout ${flags.timeout}: at most 2147483 seconds (24 days)`);
   }
   if (flags.exec !== undefined && flags.exec.trim() === '') throw new UsageError('--exec needs a command');
 
@@ -156,7 +189,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   if (flags.home && existsSync(host.user.home) && realpathSync(host.user.home) !== '/') {
     dirs.push({ path: host.user.home, real: realpathSync(host.user.home) });
   }
-  for (const d of section.dir) dirs.push(exportDir(d, cwd, 'config dir'));
+  for (const d of section.dir) dirs.push(exportDir(d, cwd, from('dir')));
   for (const d of flags.dir) dirs.push(exportDir(d, cwd, '--dir'));
 
   return Object.freeze({

@@ -271,6 +271,18 @@ static void read_spec(void)
 	}
 }
 
+/* "time=MS": the host's wall clock when it sent the spec (the RTC only gives whole seconds). */
+static void set_clock(void)
+{
+	const char *t = spec_get("time");
+	if (!t)
+		return;
+	long long ms = strtoll(t, NULL, 10);
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		say("cannot set the clock: %s", strerror(errno));
+}
+
 static void write_file(const char *path, const char *text, mode_t mode, int append)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
@@ -760,6 +772,7 @@ int main(void)
 	/* hello INIT NOW: when init started and the time of this line, in ms since the kernel started */
 	ctl_line("hello %.3f %.3f", t_init, uptime_ms());
 	read_spec();
+	set_clock();
 	const char *mode = spec_need("mode");
 	int in_fd = -1, out_port = -1, err_port = -1;
 	if (strcmp(mode, "exec") == 0) {

@@ -46,6 +46,7 @@ export const KCONFIG_FRAGMENT: readonly KconfigEntry[] = [
   e('VIRTIO_FS', 'y', false, 'host root and --dir exports over virtiofs'),
   e('OVERLAY_FS', 'y', true, 'throw-away writable layer over the read-only root'),
   e('TMPFS', 'y', true, 'the overlay upper layer, /tmp, /run and /dev/shm'),
+  e('TMPFS_XATTR', 'y', false, 'overlayfs keeps its whiteouts and opaque directories in xattrs of the tmpfs upper layer'),
   e('DEVTMPFS', 'y', true, '/dev without udev'),
   e('PROC_FS', 'y', true, '/proc'),
   e('SYSFS', 'y', true, '/sys, used to find the virtio ports'),

@@ -24,8 +24,10 @@ export function parseDotConfig(text: string): Map<string, string> {
 /** Append the fragment to DIR/.config and run `make olddefconfig`; returns options that did not stick. */
 export function applyKconfig(dir: string): string[] {
   const dotconfig = join(dir, '.config');
-  if (!existsSync(join(dir, 'Makefile')) || !existsSync(join(dir, 'Kconfig'))) {
-    throw new UsageError(`${dir} is not a kernel source tree (no Makefile and Kconfig): pass the tree as DIR or cd into it`);
+  if (!existsSync(dir)) throw new UsageError(`${dir}: no such directory: pass a kernel tree (or make O= build directory)`);
+  // a source tree has Kconfig; a make O= build directory has a Makefile that leads to it, and a .config
+  if (!existsSync(join(dir, 'Makefile')) || !(existsSync(join(dir, 'Kconfig')) || existsSync(dotconfig))) {
+    throw new UsageError(`${dir} is not a kernel source tree or build directory (no Makefile and Kconfig): pass the tree as DIR or cd into it`);
   }
   if (!existsSync(dotconfig)) {
     throw new UsageError(`${dotconfig} does not exist: run 'make defconfig' (or tinyconfig) in ${dir} first`);

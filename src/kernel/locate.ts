@@ -23,7 +23,7 @@ export interface KernelInfo {
 
 const TREE_IMAGE = 'arch/x86/boot/bzImage';
 
-function readHead(path: string): Buffer {
+function readHead(path: string, shown: string): Buffer {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -31,8 +31,8 @@ function readHead(path: string): Buffer {
     const e = err as NodeJS.ErrnoException;
     throw new UsageError(
       e.code === 'EACCES'
-        ? `--kernel ${path}: not readable by you (some distributions make /boot/vmlinuz-* mode 0600): run 'sudo chmod a+r ${path}' or pass another kernel`
-        : `--kernel ${path}: cannot read it: ${e.message}`,
+        ? `${shown}: not readable by you (some distributions make /boot/vmlinuz-* mode 0600): run 'sudo chmod a+r ${path}' or pass another kernel`
+        : `${shown}: cannot read it: ${e.message}`,
       125,
     );
   }
@@ -47,14 +47,14 @@ function readHead(path: string): Buffer {
 
 /** Read the release from a bzImage's header, or fail naming the file and what to pass instead. */
 export function bzImageRelease(path: string, shown: string): string {
-  const info = parseBzImage(readHead(path));
+  const info = parseBzImage(readHead(path, shown));
   if (isNotBzImage(info)) {
     const hint = basename(path).startsWith('vmlinux')
       ? `pass ${TREE_IMAGE} (or the tree itself) instead`
       : 'pass a compiled kernel tree, a bzImage or an installed release';
-    throw new UsageError(`--kernel ${shown}: ${info.reason}: ${hint}`, 125);
+    throw new UsageError(`${shown}: ${info.reason}: ${hint}`, 125);
   }
-  if (!info.release) throw new UsageError(`--kernel ${shown}: the bzImage header carries no kernel version string`, 125);
+  if (!info.release) throw new UsageError(`${shown}: the bzImage header carries no kernel version string`, 125);
   return info.release;
 }
 
@@ -62,7 +62,7 @@ function fromTree(tree: string, shown: string, how: KernelInfo['how']): KernelIn
   const image = join(tree, TREE_IMAGE);
   if (!existsSync(image)) {
     throw new UsageError(
-      `--kernel ${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}): run 'make -j$(nproc)' there first`,
+      `${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}): run 'make -j$(nproc)' there first`,
       125,
     );
   }
@@ -75,7 +75,7 @@ function fromTree(tree: string, shown: string, how: KernelInfo['how']): KernelIn
 
 function installed(release: string, how: KernelInfo['how']): KernelInfo {
   const image = realpathSync(`/boot/vmlinuz-${release}`);
-  bzImageRelease(image, image); // readable, and a bzImage
+  bzImageRelease(image, `kernel ${image}`); // readable, and a bzImage
   const opt = (p: string): string | undefined => (existsSync(p) ? p : undefined);
   return {
     image,
@@ -92,23 +92,33 @@ function looksLikeTree(dir: string): boolean {
 }
 
 /** Resolve one --kernel value (a tree, a build directory, a bzImage, a release or /boot/vmlinuz-RELEASE). */
-export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd = process.cwd()): KernelInfo {
+export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd = process.cwd(), label = '--kernel'): KernelInfo {
+  const shown = `${label} ${value}`;
+  if (value === '') throw new UsageError(`${label} needs a value`);
   const path = resolve(cwd, value);
+  try {
+    statSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') {
+      throw new UsageError(`${shown}: permission denied: a directory on the way is not readable by you`, 125);
+    }
+  }
   if (existsSync(path)) {
     const real = realpathSync(path);
     if (statSync(real).isDirectory()) {
-      if (existsSync(join(real, TREE_IMAGE)) || looksLikeTree(real)) return fromTree(real, value, how);
+      if (existsSync(join(real, TREE_IMAGE)) || looksLikeTree(real)) return fromTree(real, shown, how);
       throw new UsageError(
-        `--kernel ${value}: ${real} is a directory but not a kernel tree (no Makefile or ${TREE_IMAGE}): pass a compiled tree, a bzImage or an installed release`,
+        `${shown}: ${real} is a directory but not a kernel tree (no Makefile or ${TREE_IMAGE}): pass a compiled tree, a bzImage or an installed release`,
         125,
       );
     }
     // a bzImage inside its own tree: use the tree, for its modules and .config
     if (real.endsWith(`/${TREE_IMAGE}`)) {
       const tree = real.slice(0, -TREE_IMAGE.length - 1);
-      if (existsSync(join(tree, 'include/config/kernel.release'))) return fromTree(tree, value, how);
+      if (existsSync(join(tree, 'include/config/kernel.release'))) return fromTree(tree, shown, how);
     }
-    const release = bzImageRelease(real, value);
+    if (!statSync(real).isFile()) throw new UsageError(`${shown}: not a regular file (a pipe or device?): pass a bzImage file`, 125);
+    const release = bzImageRelease(real, shown);
     const m = /^vmlinuz-(.+)$/.exec(basename(path));
     if (dirname(path) === '/boot' && m && m[1] === release) return installed(release, how);
     const opt = (p: string): string | undefined => (existsSync(p) ? p : undefined);
@@ -124,11 +134,19 @@ export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd
   if (!value.includes('/') && existsSync(`/boot/vmlinuz-${value}`)) return installed(value, how);
   const releases = installedReleases();
   throw new UsageError(
-    `--kernel ${value}: no such file, directory or installed kernel release` +
+    `${shown}: no such file, directory or installed kernel release` +
       (releases.length ? ` (installed: ${releases.join(', ')})` : '') +
       ': pass a compiled kernel tree, a bzImage or a release',
       125,
   );
+}
+
+/** The kernel tree (or make O= build directory) DIR is in, if any: the habit of running mkt anywhere inside one. */
+function enclosingTree(dir: string): string | undefined {
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(join(d, TREE_IMAGE)) || looksLikeTree(d)) return d;
+    if (d === '/') return undefined;
+  }
 }
 
 /** Installed kernel releases (from /boot/vmlinuz-*), oldest first by version order. */
@@ -146,9 +164,16 @@ export function installedReleases(): string[] {
 }
 
 /** Pick the kernel when --kernel is absent: config, then the current directory if built, then the newest installed. */
-export function defaultKernel(configKernel: string | undefined, cwd = process.cwd()): KernelInfo {
-  if (configKernel) return locateKernel(configKernel, 'config', cwd);
-  if (existsSync(join(cwd, TREE_IMAGE))) return fromTree(realpathSync(cwd), cwd, 'cwd');
+export function defaultKernel(configKernel: string | undefined, cwd = process.cwd(), configLabel = 'kernel in the config file'): KernelInfo {
+  if (configKernel) return locateKernel(configKernel, 'config', cwd, configLabel);
+  const tree = enclosingTree(realpathSync(cwd));
+  if (tree) {
+    if (existsSync(join(tree, TREE_IMAGE))) return fromTree(tree, `the kernel tree ${tree}`, 'cwd');
+    throw new UsageError(
+      `the current directory is in the kernel tree ${tree}, which was not built (no ${TREE_IMAGE}): run 'make -j$(nproc)' there, or pass --kernel`,
+      125,
+    );
+  }
   const newest = installedReleases().pop();
   if (newest) return installed(newest, 'newest-installed');
   throw new UsageError(

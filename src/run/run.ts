@@ -1,6 +1,6 @@
 /** One `mkt run`: choose the accelerator, stage caches, plan, execute, and turn the outcome into an exit code. */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants } from 'node:os';
@@ -39,8 +39,21 @@ export const KVM_LIFE_BOUND_MS = 10_000;
 export const SLOW_BOOT_NOTICE_MS = 60_000;
 
 /** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
+/** Make sure the cache directory can be used, with a message that says what to do when not. */
+function checkCacheDir(dir: string): void {
+  const fix = 'set XDG_CACHE_HOME to a writable directory';
+  if (/^\/(proc|sys|dev)(\/|$)/.test(dir)) throw new ToolError(`cannot use ${dir} as mkt's cache (a kernel filesystem): ${fix}`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, fsConstants.W_OK);
+  } catch (err) {
+    throw new ToolError(`cannot use ${dir} as mkt's cache: ${(err as Error).message}: ${fix}`);
+  }
+}
+
 export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision } {
   const k = run.kernel;
+  checkCacheDir(host.cacheDir);
   let modules: string | undefined;
   let moduleDir = k.installedModules;
   if (k.tree) {
@@ -207,7 +220,9 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
         return 0;
       case 'failed': {
         reporter.error(outcome.reason);
-        if (outcome.qemuStderr.trim()) reporter.error(`qemu said:\n${lastLines(outcome.qemuStderr, 10)}`);
+        // qemu's note that mkt stopped it is no news
+        const said = outcome.qemuStderr.split('\n').filter((l) => !/terminating on signal \d+/.test(l)).join('\n');
+        if (said.trim()) reporter.error(`qemu said:\n${lastLines(said, 10)}`);
         if (outcome.console.trim()) reporter.error(`console:\n${consoleExcerpt(outcome.console)}`);
         return EXIT.failed;
       }

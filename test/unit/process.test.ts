@@ -155,3 +155,49 @@ test('--dry-run starts nothing and prints a pasteable, quoted command line', () 
   assert.ok(words.some((w) => /^local,id=mktd\d,path=/.test(w) && w.endsWith(`path=${d.replaceAll(',', ',,')},security_model=${model},multidevs=remap`)), r.stdout);
   assert.ok(words.includes('-kernel'));
 });
+
+test('bad input is refused before anything starts, naming the input and the fix', () => {
+  const fifo = join(work, 'a fifo');
+  spawnSync('mkfifo', [fifo]);
+  const cfg = (text: string): Record<string, string> => {
+    const d = mkdtempSync(join(work, 'cfg-'));
+    spawnSync('mkdir', ['-p', join(d, 'mkt')]);
+    writeFileSync(join(d, 'mkt', 'config'), text);
+    return { XDG_CONFIG_HOME: d };
+  };
+  const file = join(work, 'plain-file');
+  writeFileSync(file, 'x');
+  const cases: [string[], Record<string, string>, number, RegExp][] = [
+    [['--dir', '/proc'], {}, 2, /--dir \/proc: \/proc is the guest's own/],
+    [['--dir', '/sys/kernel'], {}, 2, /\/sys is the guest's own/],
+    [['--dir', ''], {}, 2, /--dir needs a directory/],
+    [['--dir', file], {}, 2, /not a directory/],
+    [['--kernel', ''], {}, 2, /--kernel needs a value/],
+    [['--cpus', ''], {}, 2, /--cpus needs a value/],
+    [['--accel', ''], {}, 2, /--accel needs a value/],
+    [['--qemu', ''], {}, 2, /--qemu needs a value/],
+    [['--qemu-arg', ''], {}, 2, /--qemu-arg needs a value/],
+    [['--timeout', '3000000'], {}, 2, /at most 2147483 seconds/],
+    [['--memory', '10'], {}, 2, /--memory 10: at least 128M/],
+    [['--fs', 'nfs'], {}, 2, /--fs nfs: expected auto, 9p or virtiofs/],
+    [['--kernel', fifo], {}, 125, /not a regular file/],
+    [[], { XDG_CACHE_HOME: '/proc' }, 125, /cannot use \/proc\/mkt as mkt's cache.*XDG_CACHE_HOME/],
+    [[], { XDG_CACHE_HOME: file }, 125, /cannot use .*plain-file\/mkt as mkt's cache.*XDG_CACHE_HOME/],
+    [['some/tree'], {}, 2, /'some\/tree' is not a config section; to boot it, pass --kernel some\/tree/],
+  ];
+  for (const [args, extra, code, want] of cases) {
+    const kernelArgs = args.includes('--kernel') ? [] : ['--kernel', kernel];
+    const r = spawnSync(MKT, ['run', ...kernelArgs, ...args, '--exec', 'true'], { env: env(extra), encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want, args.join(' '));
+    assert.ok(!/internal error/.test(r.stderr), r.stderr);
+  }
+  const bad = spawnSync(MKT, ['run', '--exec', 'true'], { env: env(cfg('[defaults\nkernel = /x\n')), encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /config:1: bad section header '\[defaults'/);
+  const nok = spawnSync(MKT, ['run', '--exec', 'true'], { env: env(cfg('[defaults]\nkernel = /no/such/kernel\nmemory = lots\n')), encoding: 'utf8' });
+  assert.match(nok.stderr, /config \[defaults\] (kernel \/no\/such\/kernel: no such file|memory lots: expected a size)/);
+  const kc = spawnSync(MKT, ['kconfig', join(work, 'nope')], { encoding: 'utf8' });
+  assert.equal(kc.status, 2);
+  assert.match(kc.stderr, /nope: no such directory/);
+});

@@ -132,17 +132,22 @@ test('nothing is left running', () => {
 });
 
 
-test('a reader that goes away (| head) ends the run with 141 and no VM left', () => {
+test('a reader that goes away: 141 while the command still writes, its own status once it is done', () => {
+  const done = spawnSync('bash', ['-c', `'${MKT}' run --kernel '${K}' --exec 'echo a; echo b; exit 3' | head -n 1; echo "rc=\${PIPESTATUS[0]}"`], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(done.stdout, 'a\nrc=3\n', done.stderr);
   const p = spawnSync('bash', ['-c', `'${MKT}' run --kernel '${K}' --exec 'seq 1 10000000' | head -n 1; echo "rc=\${PIPESTATUS[0]}"`], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(p.stdout, '1\nrc=141\n', p.stderr);
+  assert.equal(p.stderr, '');
   assert.deepEqual(vmProcesses(K), []);
 });
 
 test('a background child still writing does not keep the VM up', () => {
-  const r = mkt(['run', '--kernel', K, '--exec', 'yes & sleep 1; echo last >&2']);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /last/);
-  assert.ok(r.stdout.length > 0);
+  // counted by wc on the host: the background yes may write a lot before the VM ends
+  const p = spawnSync('bash', ['-c', `'${MKT}' run --kernel '${K}' --exec 'yes & sleep 1; echo last >&2' | wc -c; echo "rc=\${PIPESTATUS[0]}"`], { encoding: 'utf8', timeout: 120_000 });
+  const [bytes, rc] = p.stdout.trim().split('\n');
+  assert.equal(rc, 'rc=0', p.stderr);
+  assert.match(p.stderr, /last/);
+  assert.ok(Number(bytes) > 0);
 });
 
 test('a reader slower than 10 s still gets every byte', () => {
@@ -185,4 +190,17 @@ test('SIGKILL of mkt in the middle of a real run leaves no qemu behind', async (
     left = vmProcesses(marker);
   }
   assert.deepEqual(left, []);
+});
+
+test("the guest clock is the host's: files it writes are not dated in the future", () => {
+  const d = tempDir('mkt-clock-');
+  try {
+    const t0 = Date.now();
+    const r = mkt(['run', '--kernel', K, '--dir', d, '--exec', `touch '${d}/stamp'`]);
+    assert.equal(r.code, 0, r.stderr);
+    const m = statSync(join(d, 'stamp')).mtimeMs;
+    assert.ok(m <= Date.now() && m >= t0, `mtime ${m} not within [${t0}, ${Date.now()}]`);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
