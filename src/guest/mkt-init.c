@@ -747,11 +747,56 @@ static void run_shell(void)
 		_exit(127);
 	}
 	t_cmd = uptime_ms();
+	/*
+	 * While the shell runs, the host sends "winsize ROWS COLS" when its
+	 * terminal is resized; setting it on hvc0 sends the shell SIGWINCH.
+	 */
+	int tty = open("/dev/hvc0", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigchld;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) == 0)
+		sigaction(SIGCHLD, &sa, NULL);
+	char line[128];
+	size_t used = 0;
 	int st, status = -1;
-	pid_t w;
-	while (status < 0 && (w = wait(&st)) != -1)
-		if (w == pid)
-			status = wait_status_code(st);
+	while (status < 0) {
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+			if (w == pid)
+				status = wait_status_code(st);
+		if (status >= 0 || w < 0)
+			break;
+		struct pollfd fds[2] = { { sigchld_pipe[0], POLLIN, 0 }, { ctl_fd, POLLIN, 0 } };
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (fds[0].revents) {
+			char c[64];
+			while (read(sigchld_pipe[0], c, sizeof c) > 0) {
+			}
+		}
+		if (fds[1].revents & POLLIN) {
+			ssize_t n = read(ctl_fd, line + used, sizeof line - 1 - used);
+			if (n <= 0)
+				continue;
+			used += (size_t)n;
+			line[used] = '\0';
+			char *nl;
+			while ((nl = strchr(line, '\n'))) {
+				*nl = '\0';
+				unsigned short r, c;
+				if (tty >= 0 && sscanf(line, "winsize %hu %hu", &r, &c) == 2) {
+					struct winsize ws = { r, c, 0, 0 };
+					ioctl(tty, TIOCSWINSZ, &ws);
+				}
+				used -= (size_t)(nl + 1 - line);
+				memmove(line, nl + 1, used + 1);
+			}
+			if (used == sizeof line - 1)
+				used = 0; /* a line too long to mean anything */
+		}
+	}
 	sync();
 	ctl_line("exit %d 0 0 %.3f %.3f", status, t_cmd, uptime_ms());
 }

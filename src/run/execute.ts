@@ -118,6 +118,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     for (const s of signals) process.on(s, onSignal);
     // whatever ends mkt (an uncaught error included), qemu goes with it
     const onExit = (): void => void child.kill('SIGKILL');
+    const onResize = (): void => void sock(FD.ctl).write(`winsize ${process.stdout.rows} ${process.stdout.columns}\n`);
     process.on('exit', onExit);
 
     child.on('error', (err) => {
@@ -154,6 +155,10 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         const trace = opts.trace;
         if (words[0] === 'hello') {
           alive = true;
+          if (!exec && process.stdout.isTTY) {
+            // the guest shell follows the terminal's size (SIGWINCH on hvc0)
+            process.stdout.on('resize', onResize);
+          }
           // the spec goes out once mkt-init asks, led by the host's clock: the guest's own comes
           // from the emulated RTC, whole seconds behind, which would date files in the future
           ctl.write(Buffer.concat([Buffer.from(`time=${Date.now()}\0`), plan.spec]));
@@ -249,6 +254,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       for (const t of timers) clearTimeout(t);
       for (const s of signals) process.off(s, onSignal);
       process.off('exit', onExit);
+      process.stdout.off('resize', onResize);
       if (input) {
         process.stdin.unpipe(input);
         process.stdin.off('error', onStdinError);

@@ -41,6 +41,10 @@ test('interactive: logged in as the caller on hvc0 with TERM and size, a command
     tmux('send-keys', '-t', s, 'C-c');
     const alive = await typeUntil(s, 'echo AFTER-$((2*21))', /AFTER-42/, 30);
     assert.ok(alive, `the guest shell did not survive Ctrl-C:\n${screen(s)}`);
+    // a resized terminal reaches the guest shell
+    tmux('resize-window', '-t', s, '-x', '90', '-y', '25');
+    const resized = await typeUntil(s, 'echo "SIZE-$(stty size | tr " " x)"', /SIZE-25x90/, 30);
+    assert.ok(resized, `stty size did not follow the resize:\n${screen(s)}`);
     tmux('send-keys', '-t', s, 'C-a', 'x');
     let exited = false;
     for (let i = 0; i < 30 && !exited; i++) {
