@@ -4,7 +4,7 @@
  */
 import type { Accel, ExportedDir } from '../run/types.js';
 import { FD } from '../run/types.js';
-import { qemuOpts } from './escape.js';
+import { fuseOptValue, qemuOpts } from './escape.js';
 
 /** No default devices, no display, and a guest reset ends qemu (how mkt-init powers off). */
 export function baseArgs(): readonly string[] {
@@ -115,5 +115,5 @@ export function virtiofsArgs(shares: readonly VirtiofsShare[]): readonly string[
  * cannot pivot_root into a source of /; the daemon runs as the caller (root).
  */
 export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare): readonly string[] {
-  return [virtiofsd, `--socket-path=${s.socket}`, '-o', `source=${s.source}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
+  return [virtiofsd, `--socket-path=${s.socket}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
 }

@@ -16,6 +16,11 @@ export function qemuOpts(head: string, props: Readonly<Record<string, string | n
   return parts.join(',');
 }
 
+/** Escape a value inside a FUSE-style -o option list (virtiofsd's -o source=...): backslash before \ and commas. */
+export function fuseOptValue(value: string): string {
+  return value.replace(/[\\,]/g, (c) => `\\${c}`);
+}
+
 /** Quote one word for a POSIX shell, so a printed command line can be pasted. */
 export function shellQuote(word: string): string {
   if (word !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;

@@ -14,7 +14,7 @@ import { chooseFs } from '../../src/run/fs-choice.js';
 import { virtiofsSupport } from '../../src/kernel/features.js';
 import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
-import { qemuOpts, qemuValue, shellQuote } from '../../src/qemu/escape.js';
+import { fuseOptValue, qemuOpts, qemuValue, shellQuote } from '../../src/qemu/escape.js';
 import { writeCpio } from '../../src/rootfs/cpio.js';
 import { initramfsEntries } from '../../src/rootfs/initramfs.js';
 import { decodeSpec, encodeSpec } from '../../src/run/spec.js';
@@ -232,7 +232,8 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
     '-chardev', 'socket,id=mktfs1,path=/run/x/mktd0.sock', '-device', 'vhost-user-fs-pci,chardev=mktfs1,tag=mktd0,queue-size=1024',
   ]);
   const argv = virtiofsdArgv('/usr/lib/qemu/virtiofsd', shares[1]!);
-  assert.ok(argv.includes('source=/tmp/a,b'), 'virtiofsd gets the path as its own argv word, unescaped');
+  assert.ok(argv.includes('source=/tmp/a\\,b'), 'virtiofsd splits -o values on commas: escaped with a backslash');
+  assert.equal(fuseOptValue('a\\b,c'), 'a\\\\b\\,c');
   assert.ok(argv.includes('sandbox=chroot'));
 });
 

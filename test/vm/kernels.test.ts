@@ -55,7 +55,7 @@ test('a kernel lacking required options is refused before boot, naming them', ()
   assert.match(r.stderr, /lacks CONFIG_OVERLAY_FS, CONFIG_MULTIUSER, which mkt needs.*run 'mkt kconfig'/);
   // a modular boot driver is fine only with modules to load
   const m = treeCopy('modular-9p', (c) => c.replace(/^CONFIG_9P_FS=y$/m, 'CONFIG_9P_FS=m'));
-  const r2 = mkt(['run', '--kernel', m, '--exec', 'true']);
+  const r2 = mkt(['run', '--kernel', m, '--fs', '9p', '--exec', 'true']);
   assert.equal(r2.code, 125);
   assert.match(r2.stderr, /9p are modules but no module directory was found/);
 });

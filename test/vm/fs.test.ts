@@ -1,0 +1,85 @@
+/** Both filesystems for the root and the exports: 9p and virtiofs (virtiofs needs root with Debian's daemon). */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { ktree, MKT, mkt, sleep, tempDir, vmProcesses } from './helpers.js';
+
+const K = ktree();
+const asRoot = process.getuid?.() === 0;
+const work = tempDir('mkt-fs-');
+after(() => rmSync(work, { recursive: true, force: true }));
+const runDirs = (): string[] => readdirSync(tmpdir()).filter((n) => n.startsWith(`mkt-run-`));
+
+test('auto picks virtiofs as root and 9p otherwise, and says why under --verbose', () => {
+  const r = mkt(['run', '--kernel', K, '--fs', 'auto', '--verbose', '--exec', 'true']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, asRoot ? /filesystem: virtiofs through \S*virtiofsd/ : /filesystem: 9p: .*needs root/);
+});
+
+for (const fs of ['9p', 'virtiofs'] as const) {
+  test(`${fs}: a host-side edit during the run is seen by the guest on the next read`, async () => {
+    if (fs === 'virtiofs' && !asRoot) {
+      const r = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'true']);
+      assert.equal(r.code, 125);
+      assert.match(r.stderr, /--fs virtiofs: .*needs root.*--fs 9p/);
+      return;
+    }
+    const d = join(work, `edit-${fs}`);
+    spawnMkdir(d);
+    writeFileSync(join(d, 'f'), 'before\n');
+    // the guest reads, says so, waits for the host's edit, reads again
+    const script = `cat '${d}/f'; : > '${d}/read'; while [ ! -e '${d}/edited' ]; do sleep 0.05; done; cat '${d}/f'; ls '${d}'`;
+    const child = spawn(MKT, ['run', '--kernel', K, '--fs', fs, '--dir', d, '--exec', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b) => (out += b));
+    child.stderr.on('data', (b) => (err += b));
+    for (let i = 0; i < 600 && !existsSync(join(d, 'read')); i++) await sleep(100);
+    assert.ok(existsSync(join(d, 'read')), `the guest never read the file: ${err}`);
+    writeFileSync(join(d, 'f'), 'after, and longer\n');
+    writeFileSync(join(d, 'new-file'), '');
+    writeFileSync(join(d, 'edited'), '');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 0, err);
+    assert.equal(out, 'before\nafter, and longer\nedited\nf\nnew-file\nread\n');
+  });
+
+  test(`${fs}: the core exec checks hold (output, status, stdin, throw-away root, awkward --dir)`, () => {
+    if (fs === 'virtiofs' && !asRoot) return assert.equal(mkt(['run', '--kernel', K, '--fs', fs, '--exec', 'true']).code, 125);
+    const d = join(work, `dir with space,comma-${fs}`);
+    spawnMkdir(d);
+    const r = mkt(['run', '--kernel', K, '--fs', fs, '--dir', d, '--exec', `uname -r; wc -c; echo x > /etc/mkt-fs-probe; echo w > '${d}/w'; exit 4`], { input: 'abc', cwd: d });
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stdout.toString(), /^6\.1\.\d+\n3\n$/);
+    assert.ok(!existsSync('/etc/mkt-fs-probe'));
+    assert.ok(existsSync(join(d, 'w')));
+  });
+}
+
+function spawnMkdir(d: string): void {
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d, { recursive: true });
+}
+
+test('no virtiofsd or run directory is left, even when qemu is killed', async () => {
+  const before = runDirs().length;
+  const procsBefore = vmProcesses().length;
+  const marker = `mkt-fs-kill-${process.pid}`;
+  const child = spawn(MKT, ['run', '--kernel', K, '--append', `${marker}=1`, '--exec', 'sleep 100'], { stdio: 'ignore' });
+  let qemu: number[] = [];
+  for (let i = 0; i < 100 && !qemu.length; i++) {
+    await sleep(100);
+    qemu = vmProcesses(marker);
+  }
+  assert.ok(qemu.length, 'qemu never started');
+  await sleep(1500);
+  process.kill(qemu[0]!, 'SIGKILL');
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  assert.equal(code, 125);
+  await sleep(500);
+  assert.ok(vmProcesses().length <= procsBefore, 'a virtiofsd or qemu outlived the run');
+  assert.ok(runDirs().length <= before, `run directories left: ${runDirs().join(' ')}`);
+});
