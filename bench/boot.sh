@@ -43,9 +43,11 @@ gcc -static -Os -s -o "$work/init" "$work/init.c"
 (cd "$work" && echo init | cpio -o -H newc --quiet >floor.cpio)
 cp -r "$tree/include" "$work/include"
 cpu=$([[ $accel == kvm ]] && echo host || echo max)
+# the fastest floor: the boot-time arguments mkt passes too (src/qemu/cmdline.ts, LEAN_BOOT)
+lean=$(cd "$here" && node --input-type=module -e "import('./dist/qemu/cmdline.js').then(m => console.log(m.LEAN_BOOT.map(e => e.arg).join(' ')))")
 floor=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot -accel "$accel" -cpu "$cpu"
   -machine pc -m "$mem" -smp "$cpus" -kernel "$image" -initrd "$work/floor.cpio"
-  -append 'console=ttyS0 panic=-1 quiet' -serial null)
+  -append "console=ttyS0 panic=-1 quiet $lean" -serial null)
 ours=("$mkt" run --kernel "$tree" --accel "$accel" --memory "$mem" --cpus "$cpus")
 heavy="ls -lR '$work/include' >/dev/null && find '$work/include' -type f -exec cat {} + | md5sum"
 big='head -c 52428800 /dev/zero'

@@ -57,7 +57,8 @@ test('console fragments: exec uses inherited sockets, shell the stdio mux with h
 });
 
 test('kernel command line: entries, user args last, quiet only when asked, size limit', () => {
-  assert.equal(renderCmdline(baseCmdline({ quiet: false }), ['foo=1']), 'console=ttyS0 panic=-1 rdinit=/init foo=1');
+  assert.equal(renderCmdline(baseCmdline({ quiet: false }), ['foo=1']),
+    'console=ttyS0 panic=-1 rdinit=/init i8042.noaux pci=lastbus=0 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 rcupdate.rcu_normal_after_boot=1 foo=1');
   assert.ok(renderCmdline(baseCmdline({ quiet: true }), []).endsWith(' quiet'));
   for (const e of baseCmdline({ quiet: true })) assert.ok(e.why.length > 10, e.arg);
   assert.throws(() => renderCmdline([], ['a\nb']), UsageError);
