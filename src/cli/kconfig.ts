@@ -16,7 +16,8 @@ export function kconfigCommand(act: (code: number) => void): Command<[string | u
         return;
       }
       const tree = resolve(dir ?? '.');
-      const lost = applyKconfig(tree);
+      const { lost, slow } = applyKconfig(tree);
+      for (const s of slow) process.stderr.write(`mkt: note: CONFIG_${s.option}=${s.value}: ${s.why}\n`);
       if (lost.length) {
         process.stderr.write(`mkt: these options did not stick (their dependencies are off): ${lost.join(', ')}\n`);
         act(1);

@@ -73,3 +73,28 @@ export const KCONFIG_FRAGMENT: readonly KconfigEntry[] = [
 export function renderFragment(entries: readonly KconfigEntry[] = KCONFIG_FRAGMENT): string {
   return entries.map((x) => `# ${x.why}\nCONFIG_${x.option}=${x.value}\n`).join('');
 }
+
+/** An option that makes every boot slower, and what to do instead. */
+export interface SlowOption {
+  readonly option: string;
+  readonly value: string;
+  readonly why: string;
+}
+
+/** Options `mkt kconfig` mentions when the resulting .config has them (it changes none of them). */
+export const SLOW_BOOT_OPTIONS: readonly SlowOption[] = [
+  { option: 'KERNEL_XZ', value: 'y', why: 'xz is the slowest to decompress at every boot; CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
+  { option: 'KERNEL_LZMA', value: 'y', why: 'lzma decompresses slowly at every boot; CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
+  { option: 'KERNEL_BZIP2', value: 'y', why: 'bzip2 decompresses slowly at every boot; CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
+  { option: 'CRYPTO_MANAGER_DISABLE_TESTS', value: 'n', why: 'the crypto self-tests run at every boot; CONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y skips them' },
+  { option: 'KASAN', value: 'y', why: 'KASAN slows everything several times over (keep it if you are hunting memory bugs)' },
+  { option: 'DEBUG_PAGEALLOC_ENABLE_DEFAULT', value: 'y', why: 'page-allocation debugging is on by default: boots and runs slower' },
+  { option: 'PROVE_LOCKING', value: 'y', why: 'lockdep slows boots and locking (keep it if you test locking)' },
+  { option: 'DEBUG_KMEMLEAK_DEFAULT_OFF', value: 'n', why: 'kmemleak scans run from boot; kmemleak=off or DEBUG_KMEMLEAK_DEFAULT_OFF=y defers them' },
+  { option: 'SERIO_I8042', value: 'y', why: 'the PS/2 probe waits out timeouts; mkt passes i8042.noaux, and a VM needs no PS/2 at all' },
+];
+
+/** The slow options a parsed .config has. */
+export function slowOptions(config: ReadonlyMap<string, string>): SlowOption[] {
+  return SLOW_BOOT_OPTIONS.filter((s) => (s.value === 'n' ? config.has(s.option) && config.get(s.option) === 'n' : config.get(s.option) === s.value));
+}

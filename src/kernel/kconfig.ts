@@ -4,7 +4,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
 import { shellQuote } from '../qemu/escape.js';
-import { KCONFIG_FRAGMENT, renderFragment } from './kconfig-fragment.js';
+import { KCONFIG_FRAGMENT, renderFragment, type SlowOption, slowOptions } from './kconfig-fragment.js';
 
 /** Parse .config text into a map of option (without CONFIG_) to value; "is not set" maps to 'n'. */
 export function parseDotConfig(text: string): Map<string, string> {
@@ -21,8 +21,8 @@ export function parseDotConfig(text: string): Map<string, string> {
   return out;
 }
 
-/** Append the fragment to DIR/.config and run `make olddefconfig`; returns options that did not stick. */
-export function applyKconfig(dir: string): string[] {
+/** Append the fragment to DIR/.config and run `make olddefconfig`; returns options that did not stick and slow ones. */
+export function applyKconfig(dir: string): { lost: string[]; slow: SlowOption[] } {
   const dotconfig = join(dir, '.config');
   if (!existsSync(dir)) throw new UsageError(`${dir}: no such directory: pass a kernel tree (or make O= build directory)`);
   // a source tree has Kconfig; a make O= build directory has a Makefile that leads to it, and a .config
@@ -44,5 +44,8 @@ export function applyKconfig(dir: string): string[] {
     );
   }
   const after = parseDotConfig(readFileSync(dotconfig, 'utf8'));
-  return KCONFIG_FRAGMENT.filter((x) => after.get(x.option) !== x.value).map((x) => `CONFIG_${x.option}`);
+  return {
+    lost: KCONFIG_FRAGMENT.filter((x) => after.get(x.option) !== x.value).map((x) => `CONFIG_${x.option}`),
+    slow: slowOptions(after),
+  };
 }

@@ -252,3 +252,10 @@ test('filesystem choice: virtiofs where it can serve, else 9p with the reason; e
   assert.equal(virtiofsSupport(new Map([['FUSE_FS', 'y']]), undefined), 'no');
   assert.equal(virtiofsSupport(undefined, undefined), 'unknown');
 });
+
+test('kconfig names options that slow every boot, and only those', async () => {
+  const { slowOptions } = await import('../../src/kernel/kconfig-fragment.js');
+  const names = (t: string) => slowOptions(parseDotConfig(t)).map((s) => s.option);
+  assert.deepEqual(names('CONFIG_KERNEL_XZ=y\n# CONFIG_CRYPTO_MANAGER_DISABLE_TESTS is not set\nCONFIG_SERIO_I8042=y\n'), ['KERNEL_XZ', 'CRYPTO_MANAGER_DISABLE_TESTS', 'SERIO_I8042']);
+  assert.deepEqual(names('CONFIG_KERNEL_LZ4=y\nCONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y\n'), []);
+});
