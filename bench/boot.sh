@@ -19,7 +19,7 @@
 #              waits for the PS/2 mouse probe that the lean arguments skip
 #   true       mkt run --exec true
 #   uname      mkt run --exec 'uname -r'
-#   pre        ms from mkt's start to spawning qemu, warm caches (--dry-run --verbose)
+#   pre        ms from mkt's start to spawning qemu, warm caches (--boot-trace of `true`)
 #   heavy-9p / heavy-virtiofs
 #              ls -lR and cat | md5sum over a copy of the tree's include/,
 #              exported with --dir, over each filesystem
@@ -61,16 +61,17 @@ ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>"$work/err" </dev/null |
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
 peer_run() { local c=${peer//\{kernel\}/$image}; c=${c//\{tree\}/$tree}; c=${c//\{cmd\}/$1}; ms sh -c "$c"; }
 
-cases=(floor floor-plain true uname pre stdout)
+cases=(floor floor-plain true uname stdout)
 [[ -n ${SKIP_HEAVY:-} ]] || cases+=(heavy-9p heavy-virtiofs)
 [[ -z $peer ]] || cases+=(peer-true peer-uname)
 one() {
   case $1 in
     floor) ms "${floorq[@]}" -append "console=ttyS0 panic=-1 quiet $lean" ;;
     floor-plain) ms "${floorq[@]}" -append "console=ttyS0 panic=-1 quiet" ;;
-    true) ms "${ours[@]}" --exec true ;;
+    true) ms "${ours[@]}" --boot-trace --exec true
+      # mkt's own start-up: the trace's "qemu started" (daemons started and waited for included)
+      sed -n 's/^ *\([0-9]*\) ms .*qemu started$/\1/p' "$work/err" >>"$work/pre.t" ;;
     uname) ms "${ours[@]}" --exec 'uname -r' ;;
-    pre) "${ours[@]}" --exec true --dry-run --verbose 2>&1 >/dev/null | sed -n 's/.*qemu starts \([0-9]*\) ms after mkt started.*/\1/p' ;;
     stdout) ms "${ours[@]}" --exec "$big" ;;
     heavy-9p) ms "${ours[@]}" --fs 9p --dir "$work/include" --exec "$heavy" ;;
     heavy-virtiofs) ms "${ours[@]}" --fs virtiofs --dir "$work/include" --exec "$heavy" ;;
@@ -79,12 +80,13 @@ one() {
   esac
 }
 for c in "${cases[@]}"; do one "$c" >/dev/null; done # warm-up
+rm -f "$work/pre.t"
 for _ in $(seq 1 "$runs"); do
   for c in "${cases[@]}"; do one "$c" >>"$work/$c.t"; done
 done
 declare -A m
 echo "accel=$accel memory=$mem cpus=$cpus runs=$runs kernel=$tree fs(auto)=$("$mkt" run --kernel "$tree" --exec true --dry-run --verbose 2>&1 >/dev/null | sed -n 's/^mkt: filesystem: \([^ :]*\).*/\1/p')"
-for c in "${cases[@]}"; do
+for c in "${cases[@]}" pre; do
   m[$c]=$(median "$work/$c.t")
   printf '%-16s median %6s ms   [%s]\n' "$c" "${m[$c]}" "$(tr '\n' ' ' <"$work/$c.t")"
 done
