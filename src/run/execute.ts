@@ -25,6 +25,8 @@ export type Outcome =
  * Guest times come in ms since the guest kernel started; offset maps them.
  */
 export interface BootTrace {
+  /** mkt's own work done: the VM's processes (virtiofsd, then qemu) start */
+  mktReady?: number;
   qemuStarted?: number;
   /** host ms minus guest ms, from the hello line (its travel time is the error) */
   offset?: number;

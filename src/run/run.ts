@@ -138,6 +138,7 @@ export function renderTrace(t: BootTrace, plan: RunPlan): string {
   const g = (x: number | undefined): number | undefined => (x === undefined || t.offset === undefined ? undefined : t.offset + x);
   const rows: [string, number | undefined][] = [
     ['mkt started', 0],
+    ...(plan.daemons.length ? ([['virtiofsd started', t.mktReady]] as [string, number | undefined][]) : []),
     ['qemu started', t.qemuStarted],
     ['kernel started', g(0)],
     ['init started', g(t.guestInit)],
@@ -177,6 +178,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     const firstKvm = watch && run.accel === 'auto';
     const probe = Number(host.env.MKT_KVM_PROBE_SECONDS);
     const bound = probe > 0 ? probe * 1000 : KVM_LIFE_BOUND_MS;
+    const trace: BootTrace = { mktReady: performance.now() };
     let daemons: Daemons;
     try {
       daemons = await startDaemons(plan, host.setpriv);
@@ -185,7 +187,6 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
       reporter.error(`virtiofsd failed to start (--fs 9p avoids it):\n${err.message}`);
       return EXIT.failed;
     }
-    const trace: BootTrace = {};
     const outcome: Outcome = await execute(plan, {
       trace,
       timeout: run.timeout,
