@@ -259,3 +259,16 @@ test('kconfig names options that slow every boot, and only those', async () => {
   assert.deepEqual(names('CONFIG_KERNEL_XZ=y\n# CONFIG_CRYPTO_MANAGER_DISABLE_TESTS is not set\nCONFIG_SERIO_I8042=y\n'), ['KERNEL_XZ', 'CRYPTO_MANAGER_DISABLE_TESTS', 'SERIO_I8042']);
   assert.deepEqual(names('CONFIG_KERNEL_LZ4=y\nCONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y\n'), []);
 });
+
+test('boot trace: phases in order, guest times mapped through the hello offset, missing ones dashed', async () => {
+  const { renderTrace } = await import('../../src/run/run.js');
+  const plan = { mode: 'exec', accel: 'tcg', fs: 'virtiofs', daemons: [{ argv: [], socket: '' }] } as never;
+  const text = renderTrace({ mktReady: 100, qemuStarted: 120, offset: 1000, guestInit: 500, guestRoot: 600, guestCommand: 610, guestCommandEnd: 700, vmGone: 1750 }, plan);
+  const rows = text.split('\n').slice(1).map((l) => l.trim().replace(/\s+/g, ' '));
+  assert.deepEqual(rows, [
+    '0 ms (+0) mkt started', '100 ms (+100) virtiofsd started', '120 ms (+20) qemu started', '1000 ms (+880) kernel started',
+    '1500 ms (+500) init started', '1600 ms (+100) root mounted', '1610 ms (+10) command started', '1700 ms (+90) command ended',
+    '1750 ms (+50) VM gone',
+  ]);
+  assert.match(renderTrace({ qemuStarted: 5 }, { ...(plan as object), daemons: [] } as never), /- +kernel started/);
+});
