@@ -672,6 +672,9 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	close(in_fd);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	/* bigger pipes: fewer wake-ups per megabyte of output */
+	fcntl(out[0], F_SETPIPE_SZ, 1 << 20);
+	fcntl(err[0], F_SETPIPE_SZ, 1 << 20);
 	long long nout = 0, nerr = 0;
 	int status = -1;
 	struct pollfd fds[3] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 }, { sigchld_pipe[0], POLLIN, 0 } };
