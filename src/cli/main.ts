@@ -1,6 +1,6 @@
 /** The mkt command line: the one place that calls process.exit. */
 import { Command, CommanderError } from '@commander-js/extra-typings';
-import { InternalError, ToolError, UsageError } from '../errors.js';
+import { ToolError, UsageError } from '../errors.js';
 import { kconfigCommand } from './kconfig.js';
 import { runCommand } from './run.js';
 
@@ -23,8 +23,8 @@ function fail(err: unknown): void {
     if (err.stderrTail.trim()) process.stderr.write(`${err.stderrTail.trimEnd()}\n`);
     return exit(125);
   }
-  const e = err instanceof InternalError ? err : err;
-  process.stderr.write(`mkt: internal error (a bug; please report it): ${(e as Error)?.stack ?? String(e)}\n`);
+  // an InternalError, or anything else nobody meant to throw: a bug, shown with its stack
+  process.stderr.write(`mkt: internal error (a bug; please report it): ${(err as Error)?.stack ?? String(err)}\n`);
   exit(125);
 }
 

@@ -6,7 +6,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { ToolError } from '../errors.js';
 import { FD, type RunPlan } from './types.js';
 
 /** How a run ended. */
@@ -286,9 +285,4 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
 
 function lastLine(text: string): string {
   return text.trim().split('\n').pop() ?? '';
-}
-
-/** Describe a failed qemu start as a ToolError (for callers that prefer throwing). */
-export function asToolError(argv: readonly string[], o: Extract<Outcome, { kind: 'failed' }>): ToolError {
-  return new ToolError(o.reason, argv, null, o.qemuStderr);
 }
