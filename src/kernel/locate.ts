@@ -67,8 +67,9 @@ function fromTree(tree: string, shown: string, how: KernelInfo['how']): KernelIn
     );
   }
   const relFile = join(tree, 'include/config/kernel.release');
-  const release = existsSync(relFile) ? readFileSync(relFile, 'utf8').trim() : bzImageRelease(image, shown);
-  bzImageRelease(image, shown); // a corrupt image is refused before boot
+  // the header is read either way, so a corrupt image is refused before boot
+  const headerRelease = bzImageRelease(image, shown);
+  const release = existsSync(relFile) ? readFileSync(relFile, 'utf8').trim() : headerRelease;
   const opt = (p: string): string | undefined => (existsSync(join(tree, p)) ? join(tree, p) : undefined);
   return { image, release, tree, dotconfig: opt('.config'), sysmap: opt('System.map'), how };
 }

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { statKey } from '../cache-key.js';
 import { ToolError, UsageError } from '../errors.js';
 import { shellQuote } from '../qemu/escape.js';
 
@@ -58,15 +59,6 @@ export function loadOrder(index: ModuleIndex, names: readonly string[]): string[
   return out;
 }
 
-function statKey(path: string): string {
-  try {
-    const s = statSync(path);
-    return `${path}:${s.size}:${s.mtimeMs}:${s.ino}`;
-  } catch {
-    return `${path}:-`;
-  }
-}
-
 /**
  * Stage a compiled tree's modules as a module directory that modprobe can use
  * without `make modules_install`: symlinks to the tree's .ko files plus
@@ -79,7 +71,7 @@ export function stageTreeModules(tree: string, release: string, cacheDir: string
   const order = join(tree, 'modules.order');
   if (!existsSync(order)) return undefined;
   const inputs = ['modules.order', 'Module.symvers', 'modules.builtin', 'modules.builtin.modinfo'].map((f) => join(tree, f));
-  const key = createHash('sha256').update([release, tree, ...inputs.map(statKey)].join('\n')).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update([release, tree, ...inputs.map((p) => statKey(p, true))].join('\n')).digest('hex').slice(0, 16);
   const treeKey = createHash('sha256').update(tree).digest('hex').slice(0, 12);
   const root = join(cacheDir, 'modules', `${treeKey}-${key}`);
   const modDir = join(root, 'lib', 'modules', release);

@@ -1,8 +1,9 @@
 /** The small initramfs mkt boots every kernel with: mkt-init, /dev/console and the boot-driver modules. */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { statKey } from '../cache-key.js';
 import { ToolError } from '../errors.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 
@@ -25,11 +26,6 @@ export function initramfsEntries(init: Uint8Array, modules: readonly { name: str
   return entries;
 }
 
-function statKey(path: string): string {
-  const s = statSync(path);
-  return `${path}:${s.size}:${s.mtimeMs}:${s.ino}`;
-}
-
 /** A module file's bytes, decompressed when it is .ko.xz, .ko.zst or .ko.gz (finit_module wants plain ELF here). */
 function moduleBytes(path: string): Buffer {
   const tool = path.endsWith('.xz') ? 'xz' : path.endsWith('.zst') ? 'zstd' : path.endsWith('.gz') ? 'gzip' : undefined;
@@ -49,7 +45,7 @@ function moduleBytes(path: string): Buffer {
  */
 export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths: readonly string[]): string {
   const key = createHash('sha256')
-    .update(['v1', statKey(initPath), ...modulePaths.map(statKey)].join('\n'))
+    .update(['v1', statKey(initPath), ...modulePaths.map((p) => statKey(p))].join('\n'))
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheDir, 'initramfs');
