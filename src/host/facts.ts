@@ -1,5 +1,5 @@
 /** Facts about the host, gathered once per run and passed as data to the planner. */
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, realpathSync } from 'node:fs';
 import { availableParallelism, hostname, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +67,19 @@ function kvmAccess(user: string): HostFacts['kvmAccess'] {
       ok: false,
       reason: `/dev/kvm is not accessible to ${user}: add the user to the kvm group (sudo adduser ${user} kvm) and log in again`,
     };
+  }
+}
+
+/**
+ * qboot, the minimal firmware qemu ships (share/qemu/qboot.rom beside its
+ * bin/), for the qemu binary QEMU; undefined when that qemu has none.
+ */
+export function findQboot(qemu: string): string | undefined {
+  try {
+    const rom = join(dirname(realpathSync(qemu)), '..', 'share', 'qemu', 'qboot.rom');
+    return existsSync(rom) ? realpathSync(rom) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -29,6 +29,15 @@ export function machineArgs(memory: string, cpus: number, sharedMemory = false):
   ];
 }
 
+/**
+ * The firmware. qboot (shipped with qemu as qboot.rom) loads -kernel with
+ * none of SeaBIOS's device set-up: about 0.15 s less per boot under TCG.
+ * Undefined: qemu's default. A later -bios (--qemu-arg) wins.
+ */
+export function firmwareArgs(firmware: string | undefined): readonly string[] {
+  return firmware ? ['-bios', firmware] : [];
+}
+
 export function kernelArgs(image: string, initrd: string, cmdline: string): readonly string[] {
   return ['-kernel', image, '-initrd', initrd, '-append', cmdline];
 }

@@ -5,6 +5,7 @@ import {
   baseArgs,
   consoleArgs,
   dirTag,
+  firmwareArgs,
   fs9pArgs,
   kernelArgs,
   machineArgs,
@@ -21,6 +22,8 @@ export interface Staged {
   readonly initramfs: string;
   /** The staged lib/modules/RELEASE of a tree, to appear at /lib/modules/RELEASE in the guest. */
   readonly modules: string | undefined;
+  /** The firmware to boot with (qboot where qemu ships it), else qemu's default. */
+  readonly firmware?: string | undefined;
 }
 
 /** Environment variables of the caller that the guest command gets too (others describe the host session). */
@@ -67,12 +70,13 @@ export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel
   const mode = run.exec === undefined ? 'shell' : 'exec';
   if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
   const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!) : [];
-  const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose }), run.append);
+  const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel }), run.append);
   const argv = [
     run.qemu,
     ...baseArgs(),
     ...accelArgs(accel),
     ...machineArgs(run.memory, run.cpus, fs === 'virtiofs'),
+    ...firmwareArgs(staged.firmware),
     ...kernelArgs(run.kernel.image, staged.initramfs, cmdline),
     ...consoleArgs(mode),
     ...(fs === 'virtiofs' ? virtiofsArgs(shares) : fs9pArgs(run.dirs, host.user.uid === 0)),

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
-import type { HostFacts } from '../host/facts.js';
+import { findQboot, type HostFacts } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
 import { chooseFs, type FsDecision } from './fs-choice.js';
@@ -71,7 +71,7 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   if (!existsSync(host.initBinary)) {
     throw new ToolError(`${host.initBinary} is missing: build mkt first (npm run build)`);
   }
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, fs };
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), fs };
 }
 
 /** The accelerator to try first, and whether a dead KVM may fall back to TCG. */

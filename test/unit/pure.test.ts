@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findQboot } from '../../src/host/facts.js';
 import { homedir } from 'node:os';
 import { test } from 'node:test';
 import { parseConfig } from '../../src/config/file.js';
@@ -9,7 +12,7 @@ import { checkBootNeeds } from '../../src/kernel/features.js';
 import { parseDotConfig } from '../../src/kernel/kconfig.js';
 import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragment.js';
 import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/modules.js';
-import { accelArgs, consoleArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
+import { accelArgs, consoleArgs, firmwareArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
 import { chooseFs } from '../../src/run/fs-choice.js';
 import { virtiofsSupport } from '../../src/kernel/features.js';
 import { ToolError } from '../../src/errors.js';
@@ -61,8 +64,29 @@ test('kernel command line: entries, user args last, quiet only when asked, size 
     'console=ttyS0 panic=-1 rdinit=/init i8042.noaux pci=lastbus=0 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 rcupdate.rcu_normal_after_boot=1 foo=1');
   assert.ok(renderCmdline(baseCmdline({ quiet: true }), []).endsWith(' quiet'));
   for (const e of baseCmdline({ quiet: true })) assert.ok(e.why.length > 10, e.arg);
+  // TCG only: address randomization off, so translated code is shared between processes
+  assert.ok(baseCmdline({ quiet: true, accel: 'tcg' }).some((e) => e.arg === 'norandmaps'));
+  assert.ok(!baseCmdline({ quiet: true, accel: 'kvm' }).some((e) => e.arg === 'norandmaps'));
   assert.throws(() => renderCmdline([], ['a\nb']), UsageError);
   assert.throws(() => renderCmdline([], ['x'.repeat(COMMAND_LINE_SIZE)]), /shorten --append/);
+});
+
+test("firmware: qboot from the chosen qemu's own share/qemu, through symlinks; none where it has none", () => {
+  const d = mkdtempSync(join(tmpdir(), 'mkt-qboot-'));
+  try {
+    mkdirSync(join(d, 'opt', 'bin'), { recursive: true });
+    mkdirSync(join(d, 'opt', 'share', 'qemu'), { recursive: true });
+    writeFileSync(join(d, 'opt', 'bin', 'qemu-system-x86_64'), '', { mode: 0o755 });
+    symlinkSync(join(d, 'opt', 'bin', 'qemu-system-x86_64'), join(d, 'qemu'));
+    assert.equal(findQboot(join(d, 'qemu')), undefined);
+    writeFileSync(join(d, 'opt', 'share', 'qemu', 'qboot.rom'), '');
+    assert.equal(findQboot(join(d, 'qemu')), join(d, 'opt', 'share', 'qemu', 'qboot.rom'));
+    assert.equal(findQboot(join(d, 'missing')), undefined);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+  assert.deepEqual(firmwareArgs('/q/qboot.rom'), ['-bios', '/q/qboot.rom']);
+  assert.deepEqual(firmwareArgs(undefined), []);
 });
 
 /** A fake bzImage header: boot flag, HdrS, protocol, loadflags and a version string. */
