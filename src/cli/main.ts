@@ -28,6 +28,17 @@ function fail(err: unknown): void {
   exit(125);
 }
 
+// A reader that leaves early (mkt run --help | head -1): end quietly, as a
+// writer killed by SIGPIPE would. `mkt run` relays a command's output with
+// its own handling, so this only acts when nothing else listens.
+for (const out of [process.stdout, process.stderr]) {
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (out.listenerCount('error') > 1) return;
+    if (err.code === 'EPIPE') process.exit(141);
+    throw err;
+  });
+}
+
 const program = new Command('mkt')
   .description('boot freshly compiled Linux kernels in QEMU, with the host as the root filesystem')
   .version('0.1.0')

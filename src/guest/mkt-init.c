@@ -46,6 +46,12 @@
 
 #define MAX_RECORDS 512
 #define NEW_ROOT "/newroot"
+/*
+ * The guest's own files (hostname, hosts, sudoers, /boot links): a lower
+ * layer of the overlay above the host's root, so putting them in place
+ * copies nothing up and leaves no whiteouts.
+ */
+#define LAYER "/mkt/layer"
 
 static int ctl_fd = -1;
 
@@ -321,23 +327,27 @@ static const char *p9_opts(const char *cache)
 	return buf;
 }
 
-/* Mount the host root read-only and a throw-away tmpfs overlay on top at NEW_ROOT. */
-static void mount_root(void)
+/* Mount the host root, read-only, at /lower. */
+static void mount_lower(void)
 {
-	/* the host's /, as exported read-only by qemu */
 	mkdir_p("/lower", 0755);
 	const char *fs = spec_need("fs");
 	if (strcmp(fs, "virtiofs") == 0)
 		do_mount("mktroot", "/lower", "virtiofs", MS_RDONLY, "");
 	else
 		do_mount("mktroot", "/lower", "9p", MS_RDONLY, p9_opts("loose"));
+}
+
+/* The guest's root at NEW_ROOT: a throw-away tmpfs over LAYER over the host's root. */
+static void mount_root(void)
+{
 	/* the writable layer lives in guest memory and dies with the VM */
 	mkdir_p("/rw", 0755);
 	do_mount("mkt-rw", "/rw", "tmpfs", 0, "mode=0755");
 	mkdir_p("/rw/upper", 0755);
 	mkdir_p("/rw/work", 0755);
 	mkdir_p(NEW_ROOT, 0755);
-	do_mount("overlay", NEW_ROOT, "overlay", 0, "lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work");
+	do_mount("overlay", NEW_ROOT, "overlay", 0, "lowerdir=" LAYER ":/lower,upperdir=/rw/upper,workdir=/rw/work");
 }
 
 /* Mount the fresh per-boot filesystems and move the kernel ones into the new root. */
@@ -405,57 +415,133 @@ static void show_paths(void)
 	}
 }
 
-/* Make the tree's modules and its System.map and .config visible where tools look for them. */
+/*
+ * PATH as the guest's root resolves it, written to OUT: symlinks of the
+ * host's root (Debian's /lib -> usr/lib) followed inside /lower; missing
+ * components are kept as they are.
+ */
+static void resolve_in_lower(const char *path, char *out, size_t size)
+{
+	char todo[8400], rest[4096], link[4096], probe[8300];
+	snprintf(todo, sizeof todo, "%s", path);
+	out[0] = '\0';
+	int hops = 0;
+	const char *p = todo;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		size_t n = strcspn(p, "/");
+		if (n == 0)
+			break;
+		char comp[256];
+		snprintf(comp, sizeof comp, "%.*s", (int)n, p);
+		p += n;
+		if (strcmp(comp, ".") == 0)
+			continue;
+		if (strcmp(comp, "..") == 0) {
+			char *slash = strrchr(out, '/');
+			if (slash)
+				*slash = '\0';
+			continue;
+		}
+		snprintf(probe, sizeof probe, "/lower%s/%s", out, comp);
+		ssize_t l = readlink(probe, link, sizeof link - 1);
+		if (l > 0 && hops++ < 40) {
+			link[l] = '\0';
+			snprintf(rest, sizeof rest, "%s", p);
+			if (link[0] == '/')
+				out[0] = '\0';
+			snprintf(todo, sizeof todo, "%s/%s", link, rest);
+			p = todo;
+			continue;
+		}
+		size_t used = strlen(out);
+		snprintf(out + used, size - used, "/%s", comp);
+	}
+	if (!out[0])
+		snprintf(out, size, "/");
+}
+
+/* The tree's System.map and .config where tools look for them, and a mount point for its modules. */
 static void kernel_files(void)
 {
 	struct utsname u;
 	if (uname(&u) < 0)
 		return;
 	const char *release = u.release;
-	char path[4096];
-	const char *mods = spec_get("modules");
-	if (mods) {
-		char from[4096];
-		/* from the host's root as exported: the new root's /tmp and /run are fresh tmpfs */
-		snprintf(from, sizeof from, "/lower%s", mods);
-		snprintf(path, sizeof path, NEW_ROOT "/lib/modules/%s", release);
+	char path[4400], real[4096];
+	if (spec_get("modules")) {
+		snprintf(path, sizeof path, "/lib/modules/%s", release);
+		resolve_in_lower(path, real, sizeof real);
+		snprintf(path, sizeof path, LAYER "%s", real);
 		mkdir_p(path, 0755);
-		do_mount(from, path, NULL, MS_BIND, NULL);
 	}
 	const char *links[][2] = { { "sysmap", "System.map" }, { "kconfig", "config" } };
 	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
 		const char *target = spec_get(links[i][0]);
 		if (!target)
 			continue;
-		snprintf(path, sizeof path, NEW_ROOT "/boot/%s-%s", links[i][1], release);
-		if (strcmp(path + strlen(NEW_ROOT), target) == 0)
+		snprintf(path, sizeof path, "/boot/%s-%s", links[i][1], release);
+		if (strcmp(path, target) == 0)
 			continue; /* an installed kernel's own file: already in place */
-		mkdir_p(NEW_ROOT "/boot", 0755);
-		unlink(path);
+		resolve_in_lower("/boot", real, sizeof real);
+		snprintf(path, sizeof path, LAYER "%s", real);
+		mkdir_p(path, 0755);
+		snprintf(path, sizeof path, LAYER "%s/%s-%s", real, links[i][1], release);
 		if (symlink(target, path) < 0)
 			say("cannot link %s: %s", path, strerror(errno));
 	}
 }
 
-/* Give the guest its own name, resolvable like any host's, and sudo for the user. */
+/* Bind the staged modules at /lib/modules/RELEASE (the mount point is in LAYER). */
+static void mount_modules(void)
+{
+	const char *mods = spec_get("modules");
+	struct utsname u;
+	if (!mods || uname(&u) < 0)
+		return;
+	char from[4096], path[4096];
+	/* from the host's root as exported: the new root's /tmp and /run are fresh tmpfs */
+	snprintf(from, sizeof from, "/lower%s", mods);
+	snprintf(path, sizeof path, NEW_ROOT "/lib/modules/%s", u.release);
+	do_mount(from, path, NULL, MS_BIND, NULL);
+}
+
+/* Give the guest its own name, resolvable like any host's, and sudo for the user: files in LAYER. */
 static void identity_files(void)
 {
 	const char *host = spec_need("hostname");
 	if (sethostname(host, strlen(host)) < 0)
 		say("sethostname: %s", strerror(errno));
+	char etc[4096], path[4200];
+	resolve_in_lower("/etc", etc, sizeof etc);
+	snprintf(path, sizeof path, LAYER "%s", etc);
+	mkdir_p(path, 0755);
+
+	/* the host's hosts file, then the guest's name */
+	static char hosts[1 << 16];
+	size_t used = 0;
+	snprintf(path, sizeof path, "/lower%s/hosts", etc);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n;
+		while (used < sizeof hosts - 512 && (n = read(fd, hosts + used, sizeof hosts - 512 - used)) > 0)
+			used += (size_t)n;
+		close(fd);
+	}
+	snprintf(hosts + used, sizeof hosts - used, "\n127.0.1.1\t%s\n", host);
+	snprintf(path, sizeof path, LAYER "%s/hosts", etc);
+	write_file(path, hosts, 0644, 0);
 	char line[400];
-	snprintf(line, sizeof line, "\n127.0.1.1\t%s\n", host);
-	write_file(NEW_ROOT "/etc/hosts", line, 0644, 1);
 	snprintf(line, sizeof line, "%s\n", host);
-	unlink(NEW_ROOT "/etc/hostname");
-	write_file(NEW_ROOT "/etc/hostname", line, 0644, 0);
+	snprintf(path, sizeof path, LAYER "%s/hostname", etc);
+	write_file(path, line, 0644, 0);
 
 	const char *user = spec_need("user");
-	if (access(NEW_ROOT "/usr/bin/sudo", X_OK) == 0 && strcmp(user, "root") != 0) {
+	if (access("/lower/usr/bin/sudo", X_OK) == 0 && strcmp(user, "root") != 0) {
 		/*
 		 * A fresh sudoers rather than an edited one: when mkt runs as a
-		 * regular user, qemu cannot read the host's (mode 0440), and
-		 * unlinking first means overlayfs need not copy it up.
+		 * regular user, qemu cannot read the host's (mode 0440).
 		 */
 		char text[600];
 		snprintf(text, sizeof text,
@@ -464,14 +550,15 @@ static void identity_files(void)
 			 "Defaults secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n"
 			 "root ALL=(ALL:ALL) ALL\n"
 			 "%s ALL=(ALL:ALL) NOPASSWD: ALL\n", user);
-		unlink(NEW_ROOT "/etc/sudoers");
-		write_file(NEW_ROOT "/etc/sudoers", text, 0440, 0);
+		snprintf(path, sizeof path, LAYER "%s/sudoers", etc);
+		write_file(path, text, 0440, 0);
 	}
 	/*
 	 * access() would say yes: the guest's root may read anything, and 9p
 	 * leaves the real check to the host, where qemu runs as the user.
 	 */
-	int probe = open(NEW_ROOT "/etc/shadow", O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof path, "/lower%s/shadow", etc);
+	int probe = open(path, O_RDONLY | O_CLOEXEC);
 	if (probe >= 0)
 		close(probe);
 	if (probe < 0 && errno == EACCES) {
@@ -480,10 +567,11 @@ static void identity_files(void)
 		 * and PAM's account check (sudo) fails without one: give every
 		 * account a locked password and no ageing.
 		 */
-		FILE *pw = fopen(NEW_ROOT "/etc/passwd", "r");
+		snprintf(path, sizeof path, "/lower%s/passwd", etc);
+		FILE *pw = fopen(path, "r");
 		FILE *sh = NULL;
-		unlink(NEW_ROOT "/etc/shadow");
-		if (pw && (sh = fopen(NEW_ROOT "/etc/shadow", "w"))) {
+		snprintf(path, sizeof path, LAYER "%s/shadow", etc);
+		if (pw && (sh = fopen(path, "w"))) {
 			char l[1024];
 			while (fgets(l, sizeof l, pw)) {
 				size_t n = strcspn(l, ":\n");
@@ -495,7 +583,7 @@ static void identity_files(void)
 			fclose(sh);
 		if (pw)
 			fclose(pw);
-		chmod(NEW_ROOT "/etc/shadow", 0640);
+		chmod(path, 0640);
 	}
 }
 
@@ -829,12 +917,14 @@ int main(void)
 		err_port = wait_port("mkt.stderr", O_WRONLY);
 	}
 
-	mount_root();
-	mount_system();
-	/* the guest's own files first, so an export covering /etc or /boot never receives them */
-	show_paths();
+	mount_lower();
+	/* the guest's own files, in a layer of the root: an export covering /etc or /boot never receives them */
 	kernel_files();
 	identity_files();
+	mount_root();
+	mount_system();
+	show_paths();
+	mount_modules();
 	mount_dirs();
 	switch_root();
 	dir_aliases();

@@ -47,6 +47,14 @@ const alive = (pid: number): boolean => {
   }
 };
 
+test('help into a reader that leaves at once ends quietly (141, as SIGPIPE would, or 0 when it all fitted the pipe)', () => {
+  for (let i = 0; i < 3; i++) {
+    const r = spawnSync('bash', ['-c', `"${MKT}" run --help | true; echo "\${PIPESTATUS[0]}"`], { env: env(), encoding: 'utf8' });
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout.trim(), /^(0|141)$/);
+  }
+});
+
 test('a qemu that fails to start gives 125 with its stderr', () => {
   const q = fake('qemu-fail', 'echo "qemu-system-x86_64: -device foo: not found" >&2; exit 1');
   const r = spawnSync(MKT, ['run', '--kernel', kernel, '--accel', 'tcg', '--qemu', q, '--exec', 'true'], { env: env(), encoding: 'utf8' });
