@@ -55,12 +55,14 @@ export function consoleArgs(mode: 'exec' | 'shell'): readonly string[] {
     qemuOpts('virtserialport', { bus: 'mktvs.0', chardev: id, name }),
   ];
   const out: string[] = [];
+  // as many ports as mkt attaches (port 0 is the console's): the guest sets up 2 virtqueues per port, 31 by default
+  const maxPorts = mode === 'exec' ? 5 : 2;
   if (mode === 'exec') {
     out.push('-chardev', qemuOpts('socket', { id: 'mktser', fd: FD.serial }), '-serial', 'chardev:mktser');
-    out.push('-device', qemuOpts('virtio-serial-pci', { id: 'mktvs' }));
+    out.push('-device', qemuOpts('virtio-serial-pci', { id: 'mktvs', max_ports: maxPorts }));
   } else {
     out.push('-chardev', qemuOpts('stdio', { id: 'mktcon', mux: true, signal: false }), '-serial', 'chardev:mktcon');
-    out.push('-device', qemuOpts('virtio-serial-pci', { id: 'mktvs' }));
+    out.push('-device', qemuOpts('virtio-serial-pci', { id: 'mktvs', max_ports: maxPorts }));
     out.push('-device', qemuOpts('virtconsole', { bus: 'mktvs.0', chardev: 'mktcon' }));
   }
   out.push(...port('mktctl', FD.ctl, 'mkt.ctl'));

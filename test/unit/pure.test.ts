@@ -55,6 +55,11 @@ test('console fragments: exec uses inherited sockets, shell the stdio mux with h
   assert.match(shell, /stdio,id=mktcon,mux=on,signal=off -serial chardev:mktcon/);
   assert.ok(shell.indexOf('virtconsole') < shell.indexOf('mkt.ctl'));
   assert.ok(!shell.includes('mkt.stdout'));
+  // max_ports: port 0 is the console's, then one per attached port, no spares
+  assert.match(exec, /virtio-serial-pci,id=mktvs,max_ports=5/);
+  assert.equal(exec.split('-device virtserialport').length - 1, 4);
+  assert.match(shell, /virtio-serial-pci,id=mktvs,max_ports=2/);
+  assert.equal(shell.split('-device virtserialport').length - 1, 1);
   assert.deepEqual(accelArgs('tcg'), ['-accel', 'tcg', '-cpu', 'max']);
   assert.deepEqual(accelArgs('kvm'), ['-accel', 'kvm', '-cpu', 'host']);
 });
