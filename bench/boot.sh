@@ -13,9 +13,9 @@
 # Cases:
 #   floor      the same qemu booting the same bzImage with an initramfs whose
 #              init (one line of C) reboots at once, with the boot-time kernel
-#              arguments and the firmware (qboot) mkt uses: the fastest
-#              invocation found, what qemu and the kernel cost
-#   floor-plain  the same with qemu's default firmware (SeaBIOS) and only
+#              arguments, CPU model and firmware (qboot) mkt uses: the
+#              fastest invocation found, what qemu and the kernel cost
+#   floor-plain  the same with qemu's defaults (SeaBIOS, -cpu max) and only
 #              'console=ttyS0 panic=-1 quiet': its reboot waits for the PS/2
 #              mouse probe that the lean arguments skip
 #   true       mkt run --exec true
@@ -48,16 +48,20 @@ printf '#include <sys/reboot.h>\nint main(void) { return reboot(RB_AUTOBOOT); }\
 gcc -static -Os -s -o "$work/init" "$work/init.c"
 (cd "$work" && echo init | cpio -o -H newc --quiet >floor.cpio)
 cp -r "$tree/include" "$work/include"
-cpu=$([[ $accel == kvm ]] && echo host || echo max)
-# the fastest floor: the boot-time arguments mkt passes too (src/qemu/cmdline.ts, LEAN_BOOT)
+# the fastest floor: the boot-time arguments mkt passes too (src/qemu/cmdline.ts, LEAN_BOOT),
+# but rcu_normal_after_boot, which only slows its reboot
 lean=$(cd "$here" && node --input-type=module -e "import('./dist/qemu/cmdline.js').then(m => console.log(m.LEAN_BOOT.map(e => e.arg).join(' ')))")
-# the fastest floor takes mkt's boot-time arguments but rcu_normal_after_boot, which only slows its reboot
 lean=${lean/rcupdate.rcu_normal_after_boot=1/}
-floorq=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot -accel "$accel" -cpu "$cpu"
+# floor-plain: qemu's defaults (SeaBIOS, the plain CPU model); floor: mkt's
+# CPU model for this accelerator (src/qemu/args.ts, accelArgs) and qboot where
+# qemu ships it (firmwareArgs), the fastest invocation found
+plaincpu=$([[ $accel == kvm ]] && echo host || echo max)
+cpu=$(cd "$here" && node --input-type=module -e "import('./dist/qemu/args.js').then(m => console.log(m.accelArgs('$accel')[3]))")
+common=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot -accel "$accel"
   -machine pc -m "$mem" -smp "$cpus" -kernel "$image" -initrd "$work/floor.cpio" -serial null)
-# the fastest floor also boots with qboot where qemu ships it, as mkt does (src/qemu/args.ts, firmwareArgs)
+plainq=("${common[@]}" -cpu "$plaincpu")
+fastq=("${common[@]}" -cpu "$cpu")
 qboot=$(dirname "$(realpath "$(command -v qemu-system-x86_64)")")/../share/qemu/qboot.rom
-fastq=("${floorq[@]}")
 [[ ! -e $qboot ]] || fastq+=(-bios "$(realpath "$qboot")")
 ours=("$mkt" run --kernel "$tree" --accel "$accel" --memory "$mem" --cpus "$cpus")
 heavy="ls -lR '$work/include' >/dev/null && find '$work/include' -type f -exec cat {} + | md5sum"
@@ -73,7 +77,7 @@ cases=(floor floor-plain true uname stdout)
 one() {
   case $1 in
     floor) ms "${fastq[@]}" -append "console=ttyS0 panic=-1 quiet $lean" ;;
-    floor-plain) ms "${floorq[@]}" -append "console=ttyS0 panic=-1 quiet" ;;
+    floor-plain) ms "${plainq[@]}" -append "console=ttyS0 panic=-1 quiet" ;;
     true) ms "${ours[@]}" --boot-trace --exec true
       # mkt's own start-up: the trace's "qemu started", and with virtiofs "virtiofsd started" too
       sed -n 's/^ *\([0-9]*\) ms .*qemu started$/\1/p' "$work/err" >>"$work/pre.t"

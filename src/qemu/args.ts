@@ -11,9 +11,17 @@ export function baseArgs(): readonly string[] {
   return ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-name', 'mkt'];
 }
 
+/**
+ * TCG's CPU: everything qemu can emulate but ERMS and FSRM. With them the
+ * kernel (copy_user, clear_page, memcpy) and glibc copy with `rep movsb`,
+ * which TCG runs a byte at a time; without them they move 8 bytes or more
+ * per step: 50 MB of --exec output streams in 0.35 s instead of 0.95 s.
+ */
+export const TCG_CPU = 'max,erms=off,fsrm=off';
+
 /** The accelerator and the CPU model that goes with it. */
 export function accelArgs(accel: Accel): readonly string[] {
-  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', TCG_CPU];
 }
 
 /**
