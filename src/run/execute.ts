@@ -106,10 +106,10 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     const timers: NodeJS.Timeout[] = [];
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-    const stop = (o: Outcome): void => {
+    const stop = (o: Outcome, signal: NodeJS.Signals = 'SIGTERM'): void => {
       outcome ??= o;
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
+        child.kill(signal);
         const t = setTimeout(() => child.kill('SIGKILL'), 3000);
         t.unref();
         timers.push(t);
@@ -139,8 +139,9 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       outcome ??= { kind: 'exit', code: exitReport.code };
       sock(FD.ctl).write('bye\n');
       // mkt-init synced before it reported, and the root is throw-away: end qemu now rather
-      // than wait for the guest's reboot path (about a tenth of a second under TCG)
-      stop({ kind: 'exit', code: exitReport.code });
+      // than wait for the guest's reboot path (about a tenth of a second under TCG). With
+      // --exec qemu holds no terminal to restore, so nothing is lost by not letting it tidy up.
+      stop({ kind: 'exit', code: exitReport.code }, exec ? 'SIGKILL' : 'SIGTERM');
     };
 
     let ctlBuf = '';
