@@ -27,6 +27,7 @@
 #include <grp.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -235,14 +236,22 @@ static int open_port(const char *name, int flags)
 	return fd;
 }
 
-/* Ports are announced to the guest asynchronously; wait a bounded time for one. */
+/*
+ * Ports are announced to the guest asynchronously, by a kernel worker that
+ * runs when init lets it; wait a bounded time for one. Yield first: a kernel
+ * without high-resolution timers sleeps a whole tick (4 ms at HZ=250) for
+ * the shortest usleep.
+ */
 static int wait_port(const char *name, int flags)
 {
-	for (int i = 0; i < 5000; i++) {
+	for (int i = 0; i < 6000; i++) {
 		int fd = open_port(name, flags);
 		if (fd >= 0)
 			return fd;
-		usleep(1000);
+		if (i < 1000)
+			sched_yield();
+		else
+			usleep(1000);
 	}
 	fatal("virtio port %s did not appear", name);
 }
