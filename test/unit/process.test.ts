@@ -1,7 +1,8 @@
 /** Process handling against fake qemu executables: failures, the KVM fallback, signals, leftovers. */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +54,35 @@ test('help into a reader that leaves at once ends quietly (141, as SIGPIPE would
     assert.equal(r.stderr, '');
     assert.match(r.stdout.trim(), /^(0|141)$/);
   }
+});
+
+test("the CLI's code cache: written into mkt's cache directory, checked, and a corrupted one replaced", () => {
+  const cache = join(work, 'v8cache');
+  const dir = join(cache, 'mkt');
+  const e = env({ XDG_CACHE_HOME: cache });
+  // no directory mkt made: nothing is written, and the start is unharmed
+  let r = spawnSync(MKT, ['--version'], { env: e, encoding: 'utf8' });
+  assert.equal(r.status, 0);
+  assert.equal(existsSync(dir), false);
+  mkdirSync(dir, { recursive: true });
+  r = spawnSync(MKT, ['--version'], { env: e, encoding: 'utf8' });
+  assert.equal(r.status, 0);
+  const files = readdirSync(dir).filter((f) => /^cli-.*-other\.v8$/.test(f));
+  assert.equal(files.length, 1);
+  const file = join(dir, files[0]!);
+  const valid = (b: Buffer): boolean => createHash('sha1').update(b.subarray(20)).digest().equals(b.subarray(0, 20));
+  assert.ok(valid(readFileSync(file)));
+  // bit flips V8 itself would trust (and crash on): refused, and the file written anew
+  const bad = readFileSync(file);
+  for (let i = 200; i < bad.length; i += 97) bad[i] = bad[i]! ^ 0x5a;
+  writeFileSync(file, bad);
+  r = spawnSync(MKT, ['--version'], { env: e, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), '0.1.0');
+  assert.ok(valid(readFileSync(file)));
+  // one per subcommand
+  spawnSync(MKT, ['run', '--help'], { env: e, encoding: 'utf8' });
+  assert.ok(readdirSync(dir).some((f) => /^cli-.*-run\.v8$/.test(f)));
 });
 
 test('a qemu that fails to start gives 125 with its stderr', () => {
