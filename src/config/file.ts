@@ -88,7 +88,8 @@ export function parseConfig(path: string, text: string): ConfigFile {
 /** The config files mkt reads, in order: the legacy seed-tool file, then mkt's own (which wins). */
 export function configPaths(env: NodeJS.ProcessEnv = process.env): string[] {
   const home = env.HOME || homedir();
-  const xdg = env.XDG_CONFIG_HOME || join(home, '.config');
+  // the XDG base directory spec: a relative value is ignored
+  const xdg = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : join(home, '.config');
   return [join(home, '.config', 'mellanox', 'mkt', `hv-${hostname()}.mkt`), join(xdg, 'mkt', 'config')];
 }
 

@@ -2,7 +2,7 @@
 import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
-import { findExecutable, type HostFacts } from '../host/facts.js';
+import { findExecutable, isExecutable, type HostFacts } from '../host/facts.js';
 import { defaultKernel, locateKernel } from '../kernel/locate.js';
 import type { AccelChoice, ExportedDir, FsChoice, ResolvedRun } from '../run/types.js';
 import type { ConfigFile, ConfigSection } from './file.js';
@@ -66,17 +66,23 @@ function mergeSections(configs: readonly ConfigFile[], names: readonly string[])
   return { section: { kernel, memory, cpus, append, accel, fs, dir }, origin };
 }
 
-function checkMemory(v: string, source: string): string {
+function checkMemory(v: string, source: string, hostMiB: number): string {
   const m = /^([1-9][0-9]*)([KMGT]?)$/i.exec(v);
   if (!m) throw new UsageError(`${source} ${v}: expected a size such as 1G or 2048M`);
   // qemu reads a bare number as MiB
   const mib = Number(m[1]) * ({ K: 1 / 1024, '': 1, M: 1, G: 1024, T: 1024 * 1024 } as Record<string, number>)[m[2]!.toUpperCase()]!;
   if (mib < 128) throw new UsageError(`${source} ${v}: at least 128M is needed to boot (qemu reads a bare number as MiB)`);
-  return v.toUpperCase();
+  if (mib > hostMiB) throw new UsageError(`${source} ${v}: more than this host's ${Math.floor(hostMiB)}M of memory`);
+  // with the unit spelled out: the shared-memory backend virtiofs needs reads a bare number as bytes
+  return `${m[1]}${m[2]!.toUpperCase() || 'M'}`;
 }
+
+/** The most CPUs qemu's pc machine takes. */
+const MAX_CPUS = 255;
 
 function checkCpus(v: string, source: string): number {
   if (!/^[1-9][0-9]*$/.test(v)) throw new UsageError(`${source} ${v}: expected a positive number of CPUs`);
+  if (Number(v) > MAX_CPUS) throw new UsageError(`${source} ${v}: the pc machine takes at most ${MAX_CPUS} CPUs`);
   return Number(v);
 }
 
@@ -160,7 +166,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   if (flags.accel !== undefined) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
 
   const fs = checkFs(flags.fs ?? env.MKT_FS ?? section.fs ?? 'auto', flags.fs ? '--fs' : env.MKT_FS ? 'MKT_FS' : section.fs ? from('fs') : 'fs');
-  const memory = checkMemory(flags.memory ?? section.memory ?? '1G', flags.memory !== undefined ? '--memory' : from('memory'));
+  const memory = checkMemory(flags.memory ?? section.memory ?? '1G', flags.memory !== undefined ? '--memory' : from('memory'), host.memoryMiB);
   const cpus = flags.cpus !== undefined ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, from('cpus')) : host.cpus;
 
   let timeout: number | undefined;
@@ -173,6 +179,13 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     if (timeout > 2_147_483) throw new UsageError(`--timeout ${flags.timeout}: at most 2147483 seconds (24 days)`);
   }
   if (flags.exec !== undefined && flags.exec.trim() === '') throw new UsageError('--exec needs a command');
+  if (flags.exec === undefined && !flags.dryRun && !host.stdinTerminal) {
+    // qemu's console would wait for keys that never come: the shell never sees the end of a pipe
+    throw new UsageError("mkt run without --exec starts an interactive shell, which needs a terminal on stdin: use --exec CMD (--exec sh reads the commands from stdin)");
+  }
+  if (env.MKT_VIRTIOFSD && !isExecutable(env.MKT_VIRTIOFSD)) {
+    throw new UsageError(`MKT_VIRTIOFSD=${env.MKT_VIRTIOFSD}: not an executable file: fix or unset it`);
+  }
 
   const qemuName = flags.qemu ?? env.MKT_QEMU ?? 'qemu-system-x86_64';
   const qemu = findExecutable(qemuName, env.PATH);

@@ -1,6 +1,6 @@
 /** Facts about the host, gathered once per run and passed as data to the planner. */
-import { accessSync, constants, existsSync, readFileSync, realpathSync } from 'node:fs';
-import { availableParallelism, hostname, userInfo } from 'node:os';
+import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { availableParallelism, hostname, totalmem, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,6 +18,8 @@ export interface UserFacts {
 export interface HostFacts {
   readonly user: UserFacts;
   readonly cpus: number;
+  /** The host's memory, in MiB: the most a guest can have. */
+  readonly memoryMiB: number;
   /** /dev/kvm can be opened read-write (not proof that KVM works). */
   readonly kvmAccess: { readonly ok: true } | { readonly ok: false; readonly reason: string };
   readonly bootId: string;
@@ -30,6 +32,8 @@ export interface HostFacts {
   /** virtiofsd on PATH or where distributions install it. */
   readonly virtiofsd: string | undefined;
   readonly terminal: { readonly rows: number; readonly cols: number } | undefined;
+  /** stdin is a terminal (an interactive shell needs one). */
+  readonly stdinTerminal: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
@@ -46,8 +50,11 @@ export function findExecutable(name: string, path = process.env.PATH ?? '', extr
 
 const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
-function isExecutable(p: string): boolean {
+/** A regular file someone may execute. (access(X_OK) alone says yes to root for directories, and Node 20's to anything.) */
+export function isExecutable(p: string): boolean {
   try {
+    const st = statSync(p);
+    if (!st.isFile() || (st.mode & 0o111) === 0) return false;
     accessSync(p, constants.X_OK);
     return true;
   } catch {
@@ -119,15 +126,18 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
       shell: env.SHELL || info.shell || '/bin/sh',
     },
     cpus: availableParallelism(),
+    memoryMiB: totalmem() / 2 ** 20,
     kvmAccess: kvmAccess(info.username),
     bootId,
     hostname: hostname(),
-    cacheDir: join(env.XDG_CACHE_HOME || join(home, '.cache'), 'mkt'),
+    // the XDG base directory spec: a relative value is ignored
+    cacheDir: join(env.XDG_CACHE_HOME?.startsWith('/') ? env.XDG_CACHE_HOME : join(home, '.cache'), 'mkt'),
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
     setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
     terminal: tty,
+    stdinTerminal: Boolean(process.stdin.isTTY),
     env,
   };
 }

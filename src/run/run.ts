@@ -1,8 +1,8 @@
 /** One `mkt run`: choose the accelerator, stage caches, plan, execute, and turn the outcome into an exit code. */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
@@ -40,12 +40,26 @@ export const SLOW_BOOT_NOTICE_MS = 60_000;
 
 /** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
 /** Make sure the cache directory can be used, with a message that says what to do when not. */
-function checkCacheDir(dir: string): void {
+export function checkCacheDir(dir: string, home: string, xdgSet: boolean): void {
   const fix = 'set XDG_CACHE_HOME to a writable directory';
-  if (/^\/(proc|sys|dev)(\/|$)/.test(dir)) throw new ToolError(`cannot use ${dir} as mkt's cache (a kernel filesystem): ${fix}`);
+  if (!xdgSet && !existsSync(home)) throw new ToolError(`cannot keep mkt's cache in ${dir}: your home ${home} does not exist: ${fix}`);
+  // what mkdir would write into: the nearest existing ancestor, symlinks resolved
+  let probe = dir;
+  while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
+  const real = realpathSync(probe);
+  if (/^\/(proc|sys)(\/|$)/.test(real) || /^\/dev(\/(?!shm(\/|$))|$)/.test(real)) {
+    throw new ToolError(`cannot use ${dir} as mkt's cache: ${real} is a kernel filesystem: ${fix}`);
+  }
+  if (!statSync(real).isDirectory()) throw new ToolError(`cannot use ${dir} as mkt's cache: ${probe} is not a directory: ${fix}`);
+  try {
+    accessSync(real, fsConstants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EROFS' ? 'is on a read-only filesystem' : code === 'EACCES' ? 'is not writable by you' : `cannot be written (${code})`;
+    throw new ToolError(`cannot use ${dir} as mkt's cache: ${probe} ${why}: ${fix}`);
+  }
   try {
     mkdirSync(dir, { recursive: true });
-    accessSync(dir, fsConstants.W_OK);
   } catch (err) {
     throw new ToolError(`cannot use ${dir} as mkt's cache: ${(err as Error).message}: ${fix}`);
   }
@@ -53,7 +67,7 @@ function checkCacheDir(dir: string): void {
 
 export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision } {
   const k = run.kernel;
-  checkCacheDir(host.cacheDir);
+  checkCacheDir(host.cacheDir, host.user.home, Boolean(host.env.XDG_CACHE_HOME?.startsWith('/')));
   let modules: string | undefined;
   let moduleDir = k.installedModules;
   if (k.tree) {
@@ -81,13 +95,15 @@ export function chooseAccel(run: ResolvedRun, host: HostFacts, reporter: Reporte
     if (!host.kvmAccess.ok) throw new ToolError(`${run.accelSource} kvm: ${host.kvmAccess.reason}`);
     return { accel: 'kvm', watch: true };
   }
+  // a standing condition, not news: with --exec, whose stderr is the command's, only --verbose tells it
+  const note = (m: string): void => (run.exec === undefined ? reporter.warn(m) : reporter.info(m));
   if (!host.kvmAccess.ok) {
-    reporter.warn(`using TCG, which is slow: ${host.kvmAccess.reason}`);
+    note(`using TCG, which is slow: ${host.kvmAccess.reason}`);
     return { accel: 'tcg', watch: false };
   }
   const verdict = readVerdict(host.cacheDir, host.bootId);
   if (verdict && !verdict.works) {
-    reporter.warn(`using TCG, which is slow: KVM did not work earlier in this boot (${verdict.reason}); delete ${verdictPath(host.cacheDir)} to try again`);
+    note(`using TCG, which is slow: KVM did not work earlier in this boot (${verdict.reason}); delete ${verdictPath(host.cacheDir)} to try again`);
     return { accel: 'tcg', watch: false };
   }
   return { accel: 'kvm', watch: true };
