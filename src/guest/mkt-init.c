@@ -371,6 +371,14 @@ static void mount_system(void)
 	/* POSIX shared memory */
 	mkdir_p(NEW_ROOT "/dev/shm", 01777);
 	do_mount("tmpfs", NEW_ROOT "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	/* what udev would add: /dev/fd (for <(...)), /dev/stdin, /dev/stdout, /dev/stderr */
+	const char *links[][2] = { { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" }, { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" } };
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+		char at[64];
+		snprintf(at, sizeof at, NEW_ROOT "/dev/%s", links[i][1]);
+		if (symlink(links[i][0], at) < 0 && errno != EEXIST)
+			say("cannot link %s: %s", at, strerror(errno));
+	}
 	/* pseudo terminals, where the kernel has them */
 	mkdir_p(NEW_ROOT "/dev/pts", 0755);
 	if (mount("devpts", NEW_ROOT "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666") == 0)

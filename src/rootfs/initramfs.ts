@@ -1,7 +1,7 @@
 /** The small initramfs mkt boots every kernel with: mkt-init, /dev/console and the boot-driver modules. */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { statKey } from '../cache-key.js';
 import { ToolError } from '../errors.js';
@@ -39,6 +39,28 @@ function moduleBytes(path: string): Buffer {
 }
 
 /**
+ * A cached archive that still starts and ends as mkt wrote it: a newc
+ * header first, the trailer record in its last 512 bytes. A damaged file
+ * would otherwise fail every boot with the kernel's "invalid magic" panic.
+ */
+export function wholeCpio(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(6);
+    const tail = Buffer.alloc(Math.min(512, size));
+    readSync(fd, head, 0, 6, 0);
+    readSync(fd, tail, 0, tail.length, size - tail.length);
+    return head.toString('latin1') === '070701' && tail.includes('TRAILER!!!');
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
  * The initramfs for this init binary and these module files (absolute host
  * paths, in load order), from the cache when it was built before. The cache
  * key covers every input's path, size, mtime and inode.
@@ -50,7 +72,7 @@ export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths:
     .slice(0, 24);
   const dir = join(cacheDir, 'initramfs');
   const out = join(dir, `${key}.cpio`);
-  if (existsSync(out)) return out;
+  if (wholeCpio(out)) return out;
   mkdirSync(dir, { recursive: true });
   const modules = modulePaths.map((p) => ({
     name: p.slice(p.lastIndexOf('/') + 1).replace(/\.ko(\.(xz|zst|gz))?$/, ''),

@@ -19,7 +19,7 @@ import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
 import { fuseOptValue, qemuOpts, qemuValue, shellQuote } from '../../src/qemu/escape.js';
 import { writeCpio } from '../../src/rootfs/cpio.js';
-import { initramfsEntries } from '../../src/rootfs/initramfs.js';
+import { initramfsEntries, wholeCpio } from '../../src/rootfs/initramfs.js';
 import { decodeSpec, encodeSpec } from '../../src/run/spec.js';
 import { panicked } from '../../src/run/execute.js';
 import { UsageError } from '../../src/errors.js';
@@ -137,6 +137,25 @@ test('bzImage parsing reads the real installed kernel', () => {
   const info = parseBzImage(head);
   assert.ok(!isNotBzImage(info));
   assert.equal(info.release, '6.1.0-57-amd64');
+});
+
+test('a cached initramfs is used only while it is whole: header first, trailer last', () => {
+  const d = mkdtempSync(join(tmpdir(), 'mkt-cpio-'));
+  try {
+    const good = writeCpio(initramfsEntries(Buffer.alloc(5000, 1), []));
+    const p = join(d, 'a.cpio');
+    writeFileSync(p, good);
+    assert.equal(wholeCpio(p), true);
+    writeFileSync(p, good.subarray(0, good.length - 600));
+    assert.equal(wholeCpio(p), false);
+    writeFileSync(p, Buffer.concat([Buffer.from('garbage'), good.subarray(7)]));
+    assert.equal(wholeCpio(p), false);
+    writeFileSync(p, '');
+    assert.equal(wholeCpio(p), false);
+    assert.equal(wholeCpio(join(d, 'missing.cpio')), false);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
 
 test('cpio newc writer: headers, padding, device node and trailer', async () => {

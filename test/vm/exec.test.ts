@@ -100,10 +100,12 @@ test('module staging is reused when nothing was rebuilt', () => {
   }
 });
 
-test('the guest is an ordinary system: lo up, /dev/shm tmpfs, hostname resolves, identity and clean env', () => {
+test('the guest is an ordinary system: lo up, /dev/shm tmpfs, hostname resolves, identity and clean env, /dev/fd and /dev/std*', () => {
   const r = mkt(['run', '--kernel', K, '--exec',
-    'echo $(( $(cat /sys/class/net/lo/flags) & 1 )); stat -f -c %T /dev/shm; getent hosts "$(hostname)" >/dev/null && echo resolves; id -un; echo "$HOME"; env | grep -c -E "^(console|panic|rdinit)=" || true']);
-  assert.equal(r.stdout.toString(), `1\ntmpfs\nresolves\n${process.env.USER ?? 'root'}\n${process.env.HOME}\n0\n`, r.stderr);
+    'echo $(( $(cat /sys/class/net/lo/flags) & 1 )); stat -f -c %T /dev/shm; getent hosts "$(hostname)" >/dev/null && echo resolves; id -un; echo "$HOME"; env | grep -c -E "^(console|panic|rdinit|mktfs)=" || true; ' +
+    'bash -c "cat <(echo fd)"; echo to-stderr >/dev/stderr; echo in | cat /dev/stdin']);
+  assert.equal(r.stdout.toString(), `1\ntmpfs\nresolves\n${process.env.USER ?? 'root'}\n${process.env.HOME}\n0\nfd\nin\n`, r.stderr);
+  assert.equal(r.stderr, 'to-stderr\n');
 });
 
 test('--timeout ends a hung command with 124 and says so', () => {
