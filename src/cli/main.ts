@@ -11,8 +11,9 @@ function exit(code: number): void {
 
 function fail(err: unknown): void {
   if (err instanceof CommanderError) {
-    // help and --version exit 0; every parse error is a usage error
-    return exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2);
+    // --help and --version exit 0; help shown for want of a command (bare `mkt`) and every parse error are usage errors
+    const asked = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0);
+    return exit(asked ? 0 : 2);
   }
   if (err instanceof UsageError) {
     process.stderr.write(`mkt: ${err.message}\n`);
@@ -44,7 +45,9 @@ const program = new Command('mkt')
   .version('0.1.0')
   .exitOverride()
   .showHelpAfterError('(run with --help for usage)');
-program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `mkt: ${s}` : s) });
-for (const sub of [runCommand(exit), kconfigCommand(exit)]) program.addCommand(sub.exitOverride());
+const output = { writeErr: (s: string) => process.stderr.write(s.startsWith('error:') ? `mkt: ${s}` : s) };
+program.configureOutput(output);
+// added subcommands do not inherit the root's output settings
+for (const sub of [runCommand(exit), kconfigCommand(exit)]) program.addCommand(sub.exitOverride().configureOutput(output).showHelpAfterError('(run with --help for usage)'));
 
 program.parseAsync(process.argv).catch(fail);

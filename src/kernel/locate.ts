@@ -109,7 +109,7 @@ export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd
     if (statSync(real).isDirectory()) {
       if (existsSync(join(real, TREE_IMAGE)) || looksLikeTree(real)) return fromTree(real, shown, how);
       throw new UsageError(
-        `${shown}: ${real} is a directory but not a kernel tree (no Makefile or ${TREE_IMAGE}): pass a compiled tree, a bzImage or an installed release`,
+        `${shown}: ${real} is a directory but not a kernel tree (no ${TREE_IMAGE}, and no Makefile with Kconfig or include/config beside it): pass a compiled tree, a bzImage or an installed release`,
         125,
       );
     }

@@ -270,11 +270,14 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       if (!outcome) {
         const consoleText = consoleTail.text();
         const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+        const initSaid = initFailure(consoleText);
         const reason = panicked(consoleText)
           ? 'the guest kernel panicked'
-          : alive
-            ? `the guest ended before the command did (qemu ${how})`
-            : `qemu ${how} before the guest started`;
+          : initSaid
+            ? initSaid
+            : alive
+              ? `the guest ended before the command did (qemu ${how})`
+              : `qemu ${how} before the guest started`;
         outcome = { kind: 'failed', reason, console: consoleText, qemuStderr: stderrText };
       } else if (outcome.kind === 'failed') {
         outcome = { ...outcome, console: consoleTail.text(), qemuStderr: stderrText };
@@ -282,6 +285,16 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       resolve(outcome);
     });
   });
+}
+
+/** mkt-init's own last word on the console when it gave up before it could reach mkt (it had no port yet). */
+export function initFailure(consoleText: string): string | undefined {
+  const said = [...consoleText.matchAll(/^mkt-init: (.*)$/gm)].pop()?.[1]?.trim();
+  if (!said) return undefined;
+  if (/virtio port mkt\.ctl did not appear/.test(said)) {
+    return `mkt-init: ${said}: the kernel has no virtio console (CONFIG_VIRTIO_CONSOLE); a kernel that has it as a module needs its modules: pass its tree or installed release rather than a bare bzImage`;
+  }
+  return `mkt-init: ${said}`;
 }
 
 function lastLine(text: string): string {

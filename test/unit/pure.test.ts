@@ -21,7 +21,7 @@ import { fuseOptValue, qemuOpts, qemuValue, shellQuote } from '../../src/qemu/es
 import { writeCpio } from '../../src/rootfs/cpio.js';
 import { initramfsEntries, wholeCpio } from '../../src/rootfs/initramfs.js';
 import { decodeSpec, encodeSpec } from '../../src/run/spec.js';
-import { panicked } from '../../src/run/execute.js';
+import { initFailure, panicked } from '../../src/run/execute.js';
 import { UsageError } from '../../src/errors.js';
 
 test('qemu values double commas, and only commas', () => {
@@ -265,6 +265,13 @@ test('boot needs: built-in, modular, and missing options', () => {
   assert.throws(() => checkBootNeeds('k', lacking, idx), /lacks CONFIG_OVERLAY_FS, CONFIG_MULTIUSER/);
   // without a .config, the module index decides
   assert.deepEqual(checkBootNeeds('k', undefined, idx).modules, ['virtio_pci', 'virtio_console', '9pnet', '9pnet_virtio', '9p', 'overlay']);
+});
+
+test("mkt-init's last word on the console becomes the reason, with a hint for a missing virtio console", () => {
+  assert.equal(initFailure('[ 0.5] booting\n'), undefined);
+  assert.match(initFailure('x\nmkt-init: virtio port mkt.ctl did not appear\n[ 9.1] reboot: Restarting system\n')!,
+    /^mkt-init: virtio port mkt.ctl did not appear: the kernel has no virtio console \(CONFIG_VIRTIO_CONSOLE\).*rather than a bare bzImage$/);
+  assert.equal(initFailure('mkt-init: first\nmkt-init: mount x on y: No such device\n'), 'mkt-init: mount x on y: No such device');
 });
 
 test('panic detection on console text', () => {
