@@ -44,8 +44,10 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     ['shell', u.shell],
     ['path', host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin'],
     ['term', host.env.TERM || 'linux'],
-    ['cwd', run.cwd],
   ];
+  // the guest's /tmp and /run are fresh: the host's directory is not what the guest would show there
+  const freshDir = (run.cwd === '/tmp' || run.cwd === '/run') && !run.dirs.some((d) => d.path === run.cwd || d.real === run.cwd);
+  if (!freshDir) r.push(['cwd', run.cwd]);
   if (mode === 'exec') r.push(['cmd', run.exec ?? 'true']);
   if (host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
   run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));

@@ -74,6 +74,9 @@ test('a cwd that is not visible falls back to home', () => {
     const r = mkt(['run', '--kernel', K, '--no-home', '--exec', 'pwd'], { cwd: hidden, env: { PWD: hidden } });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString().trim(), process.env.HOME);
+    // /tmp itself exists in the guest, fresh and empty: not the host's, so home too
+    const t = mkt(['run', '--kernel', K, '--no-home', '--exec', 'pwd'], { cwd: '/tmp', env: { PWD: '/tmp' } });
+    assert.equal(t.stdout.toString().trim(), process.env.HOME, t.stderr);
   } finally {
     rmSync(hidden, { recursive: true, force: true });
   }
