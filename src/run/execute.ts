@@ -138,10 +138,17 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       acked = true;
       outcome ??= { kind: 'exit', code: exitReport.code };
       sock(FD.ctl).write('bye\n');
-      // mkt-init synced before it reported, and the root is throw-away: end qemu now rather
-      // than wait for the guest's reboot path (about a tenth of a second under TCG). With
-      // --exec qemu holds no terminal to restore, so nothing is lost by not letting it tidy up.
-      stop({ kind: 'exit', code: exitReport.code }, exec ? 'SIGKILL' : 'SIGTERM');
+      // mkt-init synced before it reported, and the root is throw-away: with --exec end qemu
+      // now rather than wait for the guest's reboot path (about a tenth of a second under TCG);
+      // qemu holds no terminal to restore then. Interactively, the guest's reboot ends qemu,
+      // which restores the terminal and leaves no "terminating on signal" line on it.
+      if (exec) {
+        stop({ kind: 'exit', code: exitReport.code }, 'SIGKILL');
+      } else {
+        const t = setTimeout(() => stop({ kind: 'exit', code: exitReport!.code }), 3000);
+        t.unref();
+        timers.push(t);
+      }
     };
 
     let ctlBuf = '';

@@ -59,20 +59,21 @@ test('interactive: logged in as the caller on hvc0 with TERM and size, a command
   assert.deepEqual(vmProcesses(ktree()), []);
 });
 
-test('interactive: leaving the shell powers the VM off and mkt returns', async () => {
+test("interactive: leaving the shell powers the VM off, mkt returns the shell's status, and qemu leaves no note on the terminal", async () => {
   const s = `mkt-test-exit-${process.pid}`;
   const cmd = `${shellQuote(MKT)} run --kernel ${shellQuote(ktree())}; echo MKT-EXITED-$?; sleep 60`;
   tmux('new-session', '-d', '-s', s, '-x', '100', '-y', '30', cmd);
   try {
     const up = await typeUntil(s, 'echo UP-$((1+1))', /UP-2/);
     assert.ok(up, screen(s));
-    tmux('send-keys', '-t', s, 'exit', 'Enter');
+    tmux('send-keys', '-t', s, 'exit 3', 'Enter');
     let exited = false;
     for (let i = 0; i < 60 && !exited; i++) {
       await sleep(500);
-      exited = /MKT-EXITED-0/.test(screen(s));
+      exited = /MKT-EXITED-3/.test(screen(s));
     }
     assert.ok(exited, screen(s));
+    assert.doesNotMatch(screen(s), /terminating on signal/);
   } finally {
     spawnSync('tmux', ['kill-session', '-t', s]);
   }
