@@ -34,6 +34,8 @@ export interface HostFacts {
   readonly terminal: { readonly rows: number; readonly cols: number } | undefined;
   /** stdin is a terminal (an interactive shell needs one). */
   readonly stdinTerminal: boolean;
+  /** stderr is a terminal: someone reads mkt's notes as they come. */
+  readonly stderrTerminal: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
@@ -138,6 +140,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
     terminal: tty,
     stdinTerminal: Boolean(process.stdin.isTTY),
+    stderrTerminal: Boolean(process.stderr.isTTY),
     env,
   };
 }

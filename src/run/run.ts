@@ -38,9 +38,8 @@ export const KVM_LIFE_BOUND_MS = 10_000;
 /** Under TCG, after this long without a word from mkt-init, say that the boot is slow rather than stay silent. */
 export const SLOW_BOOT_NOTICE_MS = 60_000;
 
-/** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
 /** Make sure the cache directory can be used, with a message that says what to do when not. */
-export function checkCacheDir(dir: string, home: string, xdgSet: boolean): void {
+function checkCacheDir(dir: string, home: string, xdgSet: boolean): void {
   const fix = 'set XDG_CACHE_HOME to a writable directory';
   if (!xdgSet && !existsSync(home)) throw new ToolError(`cannot keep mkt's cache in ${dir}: your home ${home} does not exist: ${fix}`);
   // what mkdir would write into: the nearest existing ancestor, symlinks resolved
@@ -65,6 +64,7 @@ export function checkCacheDir(dir: string, home: string, xdgSet: boolean): void 
   }
 }
 
+/** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
 export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision } {
   const k = run.kernel;
   checkCacheDir(host.cacheDir, host.user.home, Boolean(host.env.XDG_CACHE_HOME?.startsWith('/')));
@@ -95,8 +95,8 @@ export function chooseAccel(run: ResolvedRun, host: HostFacts, reporter: Reporte
     if (!host.kvmAccess.ok) throw new ToolError(`${run.accelSource} kvm: ${host.kvmAccess.reason}`);
     return { accel: 'kvm', watch: true };
   }
-  // a standing condition, not news: with --exec, whose stderr is the command's, only --verbose tells it
-  const note = (m: string): void => (run.exec === undefined ? reporter.warn(m) : reporter.info(m));
+  // a standing condition, not news: with --exec into a file or pipe, whose stderr is the command's, only --verbose tells it
+  const note = (m: string): void => (run.exec === undefined || host.stderrTerminal ? reporter.warn(m) : reporter.info(m));
   if (!host.kvmAccess.ok) {
     note(`using TCG, which is slow: ${host.kvmAccess.reason}`);
     return { accel: 'tcg', watch: false };
