@@ -4,6 +4,7 @@ import { hostname, homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'ini';
 import { UsageError } from '../errors.js';
+import { xdgBase } from '../host/facts.js';
 
 /** The keys mkt understands in a section, each with where it came from. */
 export interface ConfigSection {
@@ -88,8 +89,7 @@ export function parseConfig(path: string, text: string): ConfigFile {
 /** The config files mkt reads, in order: the legacy seed-tool file, then mkt's own (which wins). */
 export function configPaths(env: NodeJS.ProcessEnv = process.env): string[] {
   const home = env.HOME || homedir();
-  // the XDG base directory spec: a relative value is ignored
-  const xdg = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : join(home, '.config');
+  const xdg = xdgBase(env.XDG_CONFIG_HOME) ?? join(home, '.config');
   return [join(home, '.config', 'mellanox', 'mkt', `hv-${hostname()}.mkt`), join(xdg, 'mkt', 'config')];
 }
 

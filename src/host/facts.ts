@@ -92,6 +92,11 @@ export function findQboot(qemu: string): string | undefined {
   }
 }
 
+/** An XDG base directory variable's value, when it is usable: the spec says to ignore a relative one. */
+export function xdgBase(value: string | undefined): string | undefined {
+  return value?.startsWith('/') ? value : undefined;
+}
+
 /** The package root (where bin/, dist/ and src/ live). */
 export function packageRoot(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -132,8 +137,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     kvmAccess: kvmAccess(info.username),
     bootId,
     hostname: hostname(),
-    // the XDG base directory spec: a relative value is ignored
-    cacheDir: join(env.XDG_CACHE_HOME?.startsWith('/') ? env.XDG_CACHE_HOME : join(home, '.cache'), 'mkt'),
+    cacheDir: join(xdgBase(env.XDG_CACHE_HOME) ?? join(home, '.cache'), 'mkt'),
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
     setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),

@@ -106,13 +106,17 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     const timers: NodeJS.Timeout[] = [];
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
+    /** Run FN after MS unless qemu is gone by then; an unref'd timer does not keep mkt up on its own. */
+    const later = (ms: number, fn: () => void, unref = true): void => {
+      const t = setTimeout(fn, ms);
+      if (unref) t.unref();
+      timers.push(t);
+    };
     const stop = (o: Outcome, signal: NodeJS.Signals = 'SIGTERM'): void => {
       outcome ??= o;
       if (child.exitCode === null && child.signalCode === null) {
         child.kill(signal);
-        const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-        t.unref();
-        timers.push(t);
+        later(3000, () => child.kill('SIGKILL'));
       }
     };
     const onSignal = (sig: NodeJS.Signals): void => stop({ kind: 'signal', signal: sig });
@@ -145,9 +149,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       if (exec) {
         stop({ kind: 'exit', code: exitReport.code }, 'SIGKILL');
       } else {
-        const t = setTimeout(() => stop({ kind: 'exit', code: exitReport!.code }), 3000);
-        t.unref();
-        timers.push(t);
+        later(3000, () => stop({ kind: 'exit', code: exitReport!.code }));
       }
     };
 
@@ -210,9 +212,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
           // As in a shell pipeline: a command that had finished writing when the reader left keeps
           // its status (its report may trail its output a little); one still writing a second later
           // ends as a writer killed by SIGPIPE.
-          const t = setTimeout(() => !exitReport && stop({ kind: 'signal', signal: 'SIGPIPE' }), 1000);
-          t.unref();
-          timers.push(t);
+          later(1000, () => !exitReport && stop({ kind: 'signal', signal: 'SIGPIPE' }));
         });
         from.on('error', () => {});
         from.on('data', (b: Buffer) => {
@@ -240,22 +240,17 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
 
     if (opts.timeout !== undefined) {
       const seconds = opts.timeout;
-      const t = setTimeout(() => stop({ kind: 'timeout', seconds }), seconds * 1000);
-      timers.push(t);
+      later(seconds * 1000, () => stop({ kind: 'timeout', seconds }), false);
     }
     if (opts.kvmLifeBoundMs !== undefined) {
       const ms = opts.kvmLifeBoundMs;
-      const t = setTimeout(() => {
-        if (!alive) stop({ kind: 'kvm-dead', reason: `the KVM guest showed no sign of life within ${ms / 1000} s` });
-      }, ms);
-      timers.push(t);
+      later(ms, () => !alive && stop({ kind: 'kvm-dead', reason: `the KVM guest showed no sign of life within ${ms / 1000} s` }), false);
     }
 
     if (opts.slowNoticeMs !== undefined && opts.onSlow) {
       const ms = opts.slowNoticeMs;
       const cb = opts.onSlow;
-      const t = setTimeout(() => !alive && !outcome && cb(ms), ms);
-      timers.push(t);
+      later(ms, () => !alive && !outcome && cb(ms), false);
     }
 
     child.on('close', (code, signal) => {

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
-import { findQboot, type HostFacts } from '../host/facts.js';
+import { findQboot, type HostFacts, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
 import { chooseFs, type FsDecision } from './fs-choice.js';
@@ -67,7 +67,7 @@ function checkCacheDir(dir: string, home: string, xdgSet: boolean): void {
 /** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
 export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision } {
   const k = run.kernel;
-  checkCacheDir(host.cacheDir, host.user.home, Boolean(host.env.XDG_CACHE_HOME?.startsWith('/')));
+  checkCacheDir(host.cacheDir, host.user.home, xdgBase(host.env.XDG_CACHE_HOME) !== undefined);
   let modules: string | undefined;
   let moduleDir = k.installedModules;
   if (k.tree) {
