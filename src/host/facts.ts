@@ -27,6 +27,8 @@ export interface HostFacts {
   readonly cacheDir: string;
   /** The compiled guest init shipped with mkt. */
   readonly initBinary: string;
+  /** mkt-ro, which gives the root's virtiofsd a read-only view of /, when built and usable (root only). */
+  readonly roHelper: string | undefined;
   readonly setpriv: string | undefined;
   readonly depmod: string | undefined;
   /** virtiofsd on PATH or where distributions install it. */
@@ -139,6 +141,8 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     hostname: hostname(),
     cacheDir: join(xdgBase(env.XDG_CACHE_HOME) ?? join(home, '.cache'), 'mkt'),
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
+    // it needs CAP_SYS_ADMIN for its namespace, as Debian's virtiofsd needs root anyway
+    roHelper: info.uid === 0 && isExecutable(join(packageRoot(), 'dist', 'host', 'mkt-ro')) ? join(packageRoot(), 'dist', 'host', 'mkt-ro') : undefined,
     setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),

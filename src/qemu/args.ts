@@ -108,17 +108,24 @@ export interface VirtiofsShare {
   readonly socket: string;
   /** virtiofsd cache mode: always for the read-only root, auto for exports the host edits. */
   readonly cache: 'always' | 'auto';
+  /**
+   * The root only, with mkt-ro: an empty directory in the run directory
+   * where the daemon, in a mount namespace of its own, sees the host's /
+   * read-only (Debian's virtiofsd has no read-only mode). It is the source.
+   */
+  readonly readOnlyView?: string;
 }
 
-/** The virtiofs shares: the host root, then each exported directory. */
-export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string): VirtiofsShare[] {
+/** The virtiofs shares: the host root (through a read-only view when mkt-ro is there), then each exported directory. */
+export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, readOnlyRoot = false): VirtiofsShare[] {
   const share = (tag: string, source: string, cache: VirtiofsShare['cache']): VirtiofsShare => ({
     tag,
     source,
     socket: `${runDir}/${tag}.sock`,
     cache,
   });
-  return [share('mktroot', '/', 'always'), ...dirs.map((d, i) => share(dirTag(i), d.real, 'auto'))];
+  const root = readOnlyRoot ? { ...share('mktroot', `${runDir}/root`, 'always'), readOnlyView: `${runDir}/root` } : share('mktroot', '/', 'always');
+  return [root, ...dirs.map((d, i) => share(dirTag(i), d.real, 'auto'))];
 }
 
 /** qemu's side of the virtiofs shares: a vhost-user-fs device per share. */
@@ -133,6 +140,7 @@ export function virtiofsArgs(shares: readonly VirtiofsShare[]): readonly string[
  * virtiofsd's argv for one share. sandbox=chroot: the namespace sandbox
  * cannot pivot_root into a source of /; the daemon runs as the caller (root).
  */
-export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare): readonly string[] {
-  return [virtiofsd, `--socket-path=${s.socket}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
+export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare, roHelper?: string): readonly string[] {
+  const argv = [virtiofsd, `--socket-path=${s.socket}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
+  return s.readOnlyView && roHelper ? [roHelper, s.readOnlyView, ...argv] : argv;
 }

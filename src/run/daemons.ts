@@ -44,6 +44,7 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
   // private: only this user may reach the sockets (whoever connects gets the shared tree)
   mkdirSync(runDir, { mode: 0o700 });
   for (const d of plan.daemons) {
+    if (d.dir) mkdirSync(d.dir);
     // the parent-death signal ends the daemon even when mkt is SIGKILLed
     const argv = setpriv ? [setpriv, '--pdeathsig', 'SIGTERM', '--', ...d.argv] : [...d.argv];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });

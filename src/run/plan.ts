@@ -71,7 +71,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
 export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel, fs: Fs = '9p', runDir?: string): RunPlan {
   const mode = run.exec === undefined ? 'shell' : 'exec';
   if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
-  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!) : [];
+  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, host.roHelper !== undefined) : [];
   const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel }), run.append);
   const argv = [
     run.qemu,
@@ -88,7 +88,7 @@ export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel
     mode,
     accel,
     fs,
-    daemons: shares.map((s) => ({ argv: virtiofsdArgv(host.virtiofsd!, s), socket: s.socket })),
+    daemons: shares.map((s) => ({ argv: virtiofsdArgv(host.virtiofsd!, s, host.roHelper), socket: s.socket, dir: s.readOnlyView })),
     runDir: fs === 'virtiofs' ? runDir : undefined,
     argv,
     cmdline,

@@ -47,7 +47,8 @@ export interface RunPlan {
   readonly accel: Accel;
   readonly fs: Fs;
   /** Daemons to start before qemu (virtiofsd), each serving a socket in runDir. */
-  readonly daemons: readonly { readonly argv: readonly string[]; readonly socket: string }[];
+  /** Each daemon: its argv, the socket it listens on, and an empty directory to make for it first (mkt-ro's view). */
+  readonly daemons: readonly { readonly argv: readonly string[]; readonly socket: string; readonly dir?: string | undefined }[];
   /** The private directory (mode 0700) for the daemons' sockets; none with 9p. */
   readonly runDir: string | undefined;
   readonly argv: readonly string[];

@@ -292,6 +292,14 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
   assert.ok(argv.includes('source=/tmp/a\\,b'), 'virtiofsd splits -o values on commas: escaped with a backslash');
   assert.equal(fuseOptValue('a\\b,c'), 'a\\\\b\\,c');
   assert.ok(argv.includes('sandbox=chroot'));
+  // with mkt-ro the root's daemon serves an empty directory of the run dir, where its namespace shows / read-only
+  const ro = virtiofsShares([], '/run/x', true);
+  assert.deepEqual([ro[0]!.source, ro[0]!.readOnlyView], ['/run/x/root', '/run/x/root']);
+  const roArgv = virtiofsdArgv('/usr/lib/qemu/virtiofsd', ro[0]!, '/opt/mkt/dist/host/mkt-ro');
+  assert.deepEqual(roArgv.slice(0, 3), ['/opt/mkt/dist/host/mkt-ro', '/run/x/root', '/usr/lib/qemu/virtiofsd']);
+  assert.ok(roArgv.includes('source=/run/x/root'));
+  // exports stay writable: no helper for them
+  assert.equal(virtiofsdArgv('/v', shares[1]!, '/opt/mkt-ro')[0], '/v');
 });
 
 test('filesystem choice: virtiofs where it can serve, else 9p with the reason; explicit virtiofs fails instead', () => {

@@ -64,6 +64,16 @@ function spawnMkdir(d: string): void {
   mkdirSync(d, { recursive: true });
 }
 
+test('the host root stays read-only even to a guest root that mounts the export again read-write', () => {
+  const probe = join(tmpdir(), `mkt-ro-probe-${process.pid}`);
+  for (const fs of asRoot ? (['9p', 'virtiofs'] as const) : (['9p'] as const)) {
+    const r = mkt(['run', '--kernel', K, '--fs', fs, '--exec',
+      `mkdir -p /tmp/m && mount -t ${fs === '9p' ? '9p -o trans=virtio' : 'virtiofs'} mktroot /tmp/m; mount -o remount,rw /tmp/m; echo x > /tmp/m${probe} 2>/dev/null; echo tried`]);
+    assert.equal(r.stdout.toString(), 'tried\n', r.stderr);
+    assert.equal(existsSync(probe), false, `${fs}: the guest wrote ${probe} on the host`);
+  }
+});
+
 test('no virtiofsd or run directory is left, even when qemu is killed', async () => {
   const before = runDirs().length;
   const procsBefore = vmProcesses().length;
