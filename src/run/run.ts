@@ -178,9 +178,9 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
     reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.image}); pass --kernel to choose another`);
   }
-  const staged = stage(run, host);
+  let staged = stage(run, host);
   reporter.info(`filesystem: ${staged.fs.why}`);
-  const runDir = staged.fs.fs === 'virtiofs' ? newRunDir() : undefined;
+  let runDir = staged.fs.fs === 'virtiofs' ? newRunDir() : undefined;
   let { accel, watch } = chooseAccel(run, host, reporter);
   for (;;) {
     const plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
@@ -200,6 +200,13 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
       daemons = await startDaemons(plan, host.setpriv);
     } catch (err) {
       if (!(err instanceof DaemonError)) throw err;
+      if (run.fs === 'auto') {
+        // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
+        reporter.info(`filesystem: 9p, as virtiofsd did not start:\n${err.message}`);
+        staged = stage({ ...run, fs: '9p' }, host);
+        runDir = undefined;
+        continue;
+      }
       reporter.error(`virtiofsd failed to start (--fs 9p avoids it):\n${err.message}`);
       return EXIT.failed;
     }

@@ -74,6 +74,22 @@ test('the host root stays read-only even to a guest root that mounts the export 
   }
 });
 
+test('a virtiofsd that fails: auto boots over 9p and says why under --verbose; --fs virtiofs fails with its stderr', () => {
+  if (!asRoot) return; // auto picks 9p for a regular user anyway (the first test)
+  const bad = join(work, 'bad-virtiofsd');
+  writeFileSync(bad, '#!/bin/sh\necho "virtiofsd: cannot serve today" >&2\nexit 1\n', { mode: 0o755 });
+  const before = runDirs().length;
+  const auto = mkt(['run', '--kernel', K, '--fs', 'auto', '--verbose', '--exec', 'echo booted'], { env: { MKT_VIRTIOFSD: bad } });
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.equal(auto.stdout.toString(), 'booted\n');
+  assert.match(auto.stderr, /filesystem: 9p, as virtiofsd did not start:[\s\S]*cannot serve today/);
+  const strict = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'echo booted'], { env: { MKT_VIRTIOFSD: bad } });
+  assert.equal(strict.code, 125);
+  assert.match(strict.stderr, /virtiofsd failed to start \(--fs 9p avoids it\):[\s\S]*cannot serve today/);
+  // neither run leaves its private directory behind (the next run also sweeps those of dead ones)
+  assert.ok(runDirs().length <= before, runDirs().join(' '));
+});
+
 test('no virtiofsd or run directory is left, even when qemu is killed', async () => {
   const before = runDirs().length;
   const procsBefore = vmProcesses().length;
