@@ -199,9 +199,8 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
 
   const dirs: ExportedDir[] = [];
   // a home of / (some containers) is not exported: that would make the whole host root writable
-  if (flags.home && existsSync(host.user.home) && realpathSync(host.user.home) !== '/') {
-    dirs.push({ path: host.user.home, real: realpathSync(host.user.home) });
-  }
+  const home = flags.home && existsSync(host.user.home) ? realpathSync(host.user.home) : undefined;
+  if (home && home !== '/') dirs.push({ path: host.user.home, real: home });
   for (const d of section.dir) dirs.push(exportDir(d, cwd, from('dir')));
   for (const d of flags.dir) dirs.push(exportDir(d, cwd, '--dir'));
 

@@ -494,6 +494,7 @@ static void kernel_files(void)
 		mkdir_p(path, 0755);
 	}
 	const char *links[][2] = { { "sysmap", "System.map" }, { "kconfig", "config" } };
+	char boot[4096] = "";
 	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
 		const char *target = spec_get(links[i][0]);
 		if (!target)
@@ -501,10 +502,13 @@ static void kernel_files(void)
 		snprintf(path, sizeof path, "/boot/%s-%s", links[i][1], release);
 		if (strcmp(path, target) == 0)
 			continue; /* an installed kernel's own file: already in place */
-		resolve_in_lower("/boot", real, sizeof real);
-		snprintf(path, sizeof path, LAYER "%s", real);
-		mkdir_p(path, 0755);
-		snprintf(path, sizeof path, LAYER "%s/%s-%s", real, links[i][1], release);
+		if (!boot[0]) {
+			/* once: where the host's /boot leads, and its place in the layer */
+			resolve_in_lower("/boot", boot, sizeof boot);
+			snprintf(path, sizeof path, LAYER "%s", boot);
+			mkdir_p(path, 0755);
+		}
+		snprintf(path, sizeof path, LAYER "%s/%s-%s", boot, links[i][1], release);
 		if (symlink(target, path) < 0)
 			say("cannot link %s: %s", path, strerror(errno));
 	}

@@ -124,6 +124,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
   } catch {
     /* not Linux: mkt will fail later with a clearer message */
   }
+  const roHelper = join(packageRoot(), 'dist', 'host', 'mkt-ro');
   const tty = process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
   return {
     user: {
@@ -142,7 +143,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     cacheDir: join(xdgBase(env.XDG_CACHE_HOME) ?? join(home, '.cache'), 'mkt'),
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
     // it needs CAP_SYS_ADMIN for its namespace, as Debian's virtiofsd needs root anyway
-    roHelper: info.uid === 0 && isExecutable(join(packageRoot(), 'dist', 'host', 'mkt-ro')) ? join(packageRoot(), 'dist', 'host', 'mkt-ro') : undefined,
+    roHelper: info.uid === 0 && isExecutable(roHelper) ? roHelper : undefined,
     setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
