@@ -65,6 +65,13 @@ static double uptime_ms(void)
 }
 
 static double t_init, t_cmd;
+
+/* make CFLAGS+=-DMKT_STEPS: each boot step's end time on the console, for finding where time goes */
+#ifdef MKT_STEPS
+#define STEP(name) dprintf(2, "mkt-init: step %-14s %8.3f\n", name, uptime_ms())
+#else
+#define STEP(name) ((void)0)
+#endif
 static char *spec_keys[MAX_RECORDS];
 static char *spec_vals[MAX_RECORDS];
 static int spec_count;
@@ -818,7 +825,9 @@ static void run_exec(int in_fd, int out_port, int err_port)
 		if (fds[i].fd >= 0 && ioctl(fds[i].fd, FIONREAD, &pending) == 0 && pending > 0)
 			relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout, pending);
 	}
+	STEP("command");
 	sync();
+	STEP("sync");
 	ctl_line("exit %d %lld %lld %.3f %.3f", status, nout, nerr, t_cmd, uptime_ms());
 }
 
@@ -924,32 +933,48 @@ int main(void)
 	do_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	do_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	load_modules();
+	STEP("load_modules");
 
 	ctl_fd = wait_port("mkt.ctl", O_RDWR);
+	STEP("ctl port");
 	/* hello INIT NOW: when init started and the time of this line, in ms since the kernel started */
 	ctl_line("hello %.3f %.3f", t_init, uptime_ms());
 	read_spec();
+	STEP("read_spec");
 	set_clock();
+	STEP("set_clock");
 	const char *mode = spec_need("mode");
 	int in_fd = -1, out_port = -1, err_port = -1;
 	if (strcmp(mode, "exec") == 0) {
 		in_fd = wait_port("mkt.stdin", O_RDONLY);
 		out_port = wait_port("mkt.stdout", O_WRONLY);
 		err_port = wait_port("mkt.stderr", O_WRONLY);
+		STEP("ports");
 	}
 
 	mount_lower();
+	STEP("mount_lower");
 	/* the guest's own files, in a layer of the root: an export covering /etc or /boot never receives them */
 	kernel_files();
+	STEP("kernel_files");
 	identity_files();
+	STEP("identity_files");
 	mount_root();
+	STEP("mount_root");
 	mount_system();
+	STEP("mount_system");
 	show_paths();
+	STEP("show_paths");
 	mount_modules();
+	STEP("mount_modules");
 	mount_dirs();
+	STEP("mount_dirs");
 	switch_root();
+	STEP("switch_root");
 	dir_aliases();
+	STEP("dir_aliases");
 	loopback_up();
+	STEP("loopback_up");
 	ctl_line("ready %.3f", uptime_ms());
 
 	if (strcmp(mode, "exec") == 0)

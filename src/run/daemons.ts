@@ -6,6 +6,8 @@ import type { RunPlan } from './types.js';
 
 /** Started daemons; stop() ends them and removes the run directory. */
 export interface Daemons {
+  /** Send each one SIGKILL now, not waiting: qemu is being ended too. */
+  kill(): void;
   stop(): Promise<void>;
   /** The stderr tails of daemons that exited early, for reports. */
   failures(): string;
@@ -17,7 +19,10 @@ const READY_BOUND_MS = 5000;
 export async function startDaemons(plan: RunPlan, setpriv: string | undefined): Promise<Daemons> {
   const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; exited: boolean }[] = [];
   const runDir = plan.runDir;
-  // called once qemu is gone: nothing can reach the daemons any more, and they keep no state
+  // the daemons keep no state: once the guest has synced, or qemu is gone, nothing of theirs is needed
+  const kill = (): void => {
+    for (const p of procs) if (!p.exited) p.child.kill('SIGKILL');
+  };
   const stop = async (): Promise<void> => {
     await Promise.all(
       procs.map(
@@ -38,7 +43,7 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
       .filter((p) => p.exited)
       .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim()}`)
       .join('\n');
-  const daemons: Daemons = { stop, failures };
+  const daemons: Daemons = { kill, stop, failures };
   if (!plan.daemons.length || !runDir) return daemons;
 
   // private: only this user may reach the sockets (whoever connects gets the shared tree)

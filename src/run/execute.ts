@@ -47,6 +47,8 @@ export interface ExecuteOptions {
   /** Wrap qemu so it dies with mkt even on SIGKILL. */
   readonly setpriv?: string;
   readonly onAlive?: () => void;
+  /** Called when mkt ends qemu with SIGKILL after the command's end: whatever else serves the VM can go too. */
+  readonly onKill?: () => void;
   /** Called once when mkt-init has not said hello after slowNoticeMs. */
   readonly slowNoticeMs?: number;
   readonly onSlow?: (ms: number) => void;
@@ -148,6 +150,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       // which restores the terminal and leaves no "terminating on signal" line on it.
       if (exec) {
         stop({ kind: 'exit', code: exitReport.code }, 'SIGKILL');
+        opts.onKill?.();
       } else {
         later(3000, () => stop({ kind: 'exit', code: exitReport!.code }));
       }

@@ -219,6 +219,8 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
       onSlow: (ms) =>
         reporter.warn(`the guest has not reached mkt-init after ${ms / 1000} s (${accel}); still waiting: --verbose shows the console, Ctrl-C stops`),
       setpriv: host.setpriv,
+      // the daemons die in parallel with qemu, not after it
+      onKill: () => daemons.kill(),
       onAlive: firstKvm ? () => writeVerdict(host.cacheDir, { bootId: host.bootId, works: true, reason: 'booted' }) : undefined,
     }).finally(() => daemons.stop());
     if (run.bootTrace) reporter.warn(renderTrace(trace, plan));
