@@ -16,6 +16,7 @@ import {
 import { baseCmdline, renderCmdline } from '../qemu/cmdline.js';
 import { encodeSpec, type SpecRecord } from './spec.js';
 import type { Accel, Fs, ResolvedRun, RunPlan } from './types.js';
+import { simpleArgv } from './simple-command.js';
 
 /** What the prepare step staged on disk (caches, not per-run files). */
 export interface Staged {
@@ -48,7 +49,12 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
   // the guest's /tmp and /run are fresh: the host's directory is not what the guest would show there
   const freshDir = (run.cwd === '/tmp' || run.cwd === '/run') && !run.dirs.some((d) => d.path === run.cwd || d.real === run.cwd);
   if (!freshDir) r.push(['cwd', run.cwd]);
-  if (mode === 'exec') r.push(['cmd', run.exec ?? 'true']);
+  if (mode === 'exec') {
+    const cmd = run.exec ?? 'true';
+    r.push(['cmd', cmd]);
+    // plain words: mkt-init execs them as sh would, with sh -c CMD as the fallback when that fails
+    for (const a of simpleArgv(cmd) ?? []) r.push(['arg', a]);
+  }
   if (host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
   run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));
   for (const d of run.aliases) r.push(['alias', d.path], ['to', d.real]);

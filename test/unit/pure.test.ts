@@ -14,6 +14,7 @@ import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragm
 import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/modules.js';
 import { accelArgs, consoleArgs, firmwareArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
 import { chooseFs } from '../../src/run/fs-choice.js';
+import { simpleArgv } from '../../src/run/simple-command.js';
 import { virtiofsSupport } from '../../src/kernel/features.js';
 import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
@@ -335,4 +336,22 @@ test('boot trace: phases in order, guest times mapped through the hello offset, 
     '1750 ms (+50) VM gone',
   ]);
   assert.match(renderTrace({ qemuStarted: 5 }, { ...(plan as object), daemons: [] } as never), /- +kernel started/);
+});
+
+test('simpleArgv: plain words are exec-ready; anything a shell would interpret is left to sh', () => {
+  assert.deepEqual(simpleArgv('true'), ['true']);
+  assert.deepEqual(simpleArgv('  uname   -r '), ['uname', '-r']);
+  assert.deepEqual(simpleArgv('make -C /src/linux O=build -j8 modules_install'), ['make', '-C', '/src/linux', 'O=build', '-j8', 'modules_install']);
+  assert.deepEqual(simpleArgv('./run-test.sh a,b +x @y 50% k:v'), ['./run-test.sh', 'a,b', '+x', '@y', '50%', 'k:v']);
+  // quoting, expansion, globbing, redirection, separators, comments, tilde, tabs and newlines
+  for (const c of ["echo 'a b'", 'ls "x"', 'ls $HOME', 'ls *.c', 'cat <f', 'ls >f', 'a | b', 'a; b', 'a && b', 'a &', 'ls # c', 'ls ~', 'ls\t-l', 'a\nb', 'ls \\x', 'ls {a,b}', '(ls)', 'ls ?', 'ls [a]', '! ls']) {
+    assert.equal(simpleArgv(c), undefined, c);
+  }
+  // an assignment first, a builtin or a reserved word: only sh knows what they mean
+  for (const c of ['FOO=1 make', 'cd /tmp', 'exit 3', 'echo hi', 'true x', 'false --help', 'pwd', '. ./env.sh', ': x', 'if', 'exec ls', 'kill 1', 'test -d x', 'ulimit -c 0']) {
+    assert.equal(simpleArgv(c), undefined, c);
+  }
+  assert.deepEqual(simpleArgv('false'), ['false']);
+  assert.equal(simpleArgv(''), undefined);
+  assert.equal(simpleArgv('   '), undefined);
 });

@@ -25,6 +25,28 @@ test('a command killed by a signal gives 128+N; exit 0 gives 0', () => {
   assert.equal(mkt(['run', '--kernel', K, '--exec', 'true']).code, 0);
 });
 
+test('a plain command runs without sh in between, as sh -c would run it: PATH, PWD, status, and sh\'s words when it fails', () => {
+  const dir = join(work, 'plain');
+  mkdirSync(dir, { recursive: true });
+  const env = mkt(['run', '--kernel', K, '--dir', dir, '--exec', 'env'], { cwd: dir });
+  assert.equal(env.code, 0, env.stderr);
+  assert.match(env.stdout.toString(), new RegExp(`^PWD=${dir}$`, 'm'));
+  assert.match(env.stdout.toString(), /^PATH=/m);
+  // argv as sh would split it, and the program's own status
+  const ls = mkt(['run', '--kernel', K, '--exec', 'ls -d   /proc /nonexistent-mkt']);
+  assert.equal(ls.code, 2);
+  assert.equal(ls.stdout.toString(), '/proc\n');
+  assert.match(ls.stderr, /nonexistent-mkt/);
+  // not found and not executable: sh's message and status, as without the shortcut
+  const nf = mkt(['run', '--kernel', K, '--exec', 'no-such-program-mkt a b']);
+  assert.equal(nf.code, 127);
+  assert.match(nf.stderr, /^sh: 1: no-such-program-mkt: not found$/m);
+  const ne = mkt(['run', '--kernel', K, '--exec', '/etc/hostname']);
+  assert.equal(ne.code, 126);
+  assert.match(ne.stderr, /Permission denied/);
+  assert.equal(mkt(['run', '--kernel', K, '--exec', 'false']).code, 1);
+});
+
 test('a 2 MB binary stream each way arrives byte-exact, stdin with its EOF', () => {
   const blob = randomBytes(2 << 20);
   const r = mkt(['run', '--kernel', K, '--exec', 'cat; cat >&2 </dev/null; echo done >&2'], { input: blob });
