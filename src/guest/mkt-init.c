@@ -123,10 +123,48 @@ static void ctl_line(const char *fmt, ...)
 		write_all(ctl_fd, buf, (size_t)n);
 }
 
+static const char *spec_get(const char *key);
+
+/*
+ * Put what the guest wrote where the host can see it, once the command (or
+ * shell) has ended. 9p: sync() writes back mapped pages and costs little.
+ * virtiofs: without writeback caching, write() and every metadata change
+ * reach virtiofsd before they return, and the kernel writes a shared
+ * mapping's pages back when it is unmapped. So end whatever the command
+ * left running (the VM is going down anyway): its mappings go, and with
+ * them the last dirty pages. sync() would add FUSE_SYNCFS, which makes
+ * virtiofsd syncfs() the host's filesystem: a wait for the host's disk,
+ * up to seconds while the host writes a lot, for a durability that is the
+ * host's own business.
+ */
+static void flush_writes(void)
+{
+	const char *fs = spec_get("fs");
+	if (!fs || strcmp(fs, "virtiofs") != 0) {
+		sync();
+		return;
+	}
+	if (kill(-1, SIGKILL) < 0)
+		return; /* ESRCH: nothing else runs */
+	/* reap them all (orphans are init's); a process stuck in the kernel gets 2 s */
+	for (int i = 0; i < 2000; i++) {
+		pid_t w = waitpid(-1, NULL, WNOHANG);
+		if (w < 0 && errno == ECHILD)
+			return;
+		if (w > 0)
+			continue;
+		if (i < 1000)
+			sched_yield();
+		else
+			usleep(1000);
+	}
+	say("processes left after the command did not end within 2 s; their mapped writes may be lost");
+}
+
 /* End the VM. With -no-reboot, qemu exits on the reset. */
 static void __attribute__((noreturn)) finish(void)
 {
-	sync();
+	flush_writes();
 	reboot(RB_AUTOBOOT);
 	for (;;)
 		pause();
@@ -860,8 +898,8 @@ static void run_exec(int in_fd, int out_port, int err_port)
 			relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout, pending);
 	}
 	STEP("command");
-	sync();
-	STEP("sync");
+	flush_writes();
+	STEP("flush");
 	ctl_line("exit %d %lld %lld %.3f %.3f", status, nout, nerr, t_cmd, uptime_ms());
 }
 
@@ -952,7 +990,7 @@ static void run_shell(void)
 				used = 0; /* a line too long to mean anything */
 		}
 	}
-	sync();
+	flush_writes();
 	ctl_line("exit %d 0 0 %.3f %.3f", status, t_cmd, uptime_ms());
 }
 

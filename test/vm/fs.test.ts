@@ -1,7 +1,7 @@
 /** Both filesystems for the root and the exports: 9p and virtiofs (virtiofs needs root with Debian's daemon). */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -56,6 +56,41 @@ for (const fs of ['9p', 'virtiofs'] as const) {
     assert.match(r.stdout.toString(), /^6\.1\.\d+\n3\n$/);
     assert.ok(!existsSync('/etc/mkt-fs-probe'));
     assert.ok(existsSync(join(d, 'w')));
+  });
+
+  test(`${fs}: writes through a shared mapping reach the host, a background writer's included`, () => {
+    if (fs === 'virtiofs' && !asRoot) return;
+    const d = join(work, `mmap-${fs}`);
+    spawnMkdir(d);
+    // a static writer: with "bg", a child maps, writes and then stays, still mapped, when the command ends
+    writeFileSync(
+      join(d, 'w.c'),
+      `#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  if (argc > 2 && fork() > 0) return 0;
+  int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || ftruncate(fd, 4096) < 0) return 1;
+  char *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return 1;
+  close(fd);
+  strcpy(p, "mapped write");
+  if (argc > 2) { write(1, "w", 1); for (;;) pause(); }
+  return 0;
+}
+`,
+    );
+    const cc = spawnSync('cc', ['-static', '-o', join(d, 'w'), join(d, 'w.c')], { encoding: 'utf8' });
+    assert.equal(cc.status, 0, cc.stderr);
+    const fg = mkt(['run', '--kernel', K, '--fs', fs, '--dir', d, '--exec', `${d}/w ${d}/fg`]);
+    assert.equal(fg.code, 0, fg.stderr);
+    // the background writer has written ("w" on stdout) before the command ends
+    const bg = mkt(['run', '--kernel', K, '--fs', fs, '--dir', d, '--exec', `${d}/w ${d}/bg bg | head -c 1`]);
+    assert.equal(bg.code, 0, bg.stderr);
+    assert.equal(bg.stdout.toString(), 'w');
+    for (const f of ['fg', 'bg']) assert.equal(readFileSync(join(d, f), 'latin1').replace(/\0+$/, ''), 'mapped write', f);
   });
 }
 
