@@ -1,11 +1,36 @@
 /** The small initramfs mkt boots every kernel with: mkt-init, /dev/console and the boot-driver modules. */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { statKey } from '../cache-key.js';
 import { ToolError } from '../errors.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
+
+/** How many cached initramfs images to keep: one per kernel build and mkt build, so the newest few. */
+export const INITRAMFS_KEEP = 16;
+
+/**
+ * Remove all but the KEEP most recently used images of DIR (each is 1-2 MB,
+ * and every kernel rebuild with modular drivers makes a new one), and
+ * temporary files an interrupted mkt left more than an hour ago.
+ */
+export function pruneInitramfsCache(dir: string, keep = INITRAMFS_KEEP, now = Date.now()): void {
+  const images: { path: string; used: number }[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    let used: number;
+    try {
+      used = statSync(path).mtimeMs;
+    } catch {
+      continue; /* removed by a run beside this one */
+    }
+    if (/\.cpio$/.test(name)) images.push({ path, used });
+    else if (/\.cpio\.tmp-\d+$/.test(name) && now - used > 3600_000) rmSync(path, { force: true });
+  }
+  images.sort((a, b) => b.used - a.used);
+  for (const old of images.slice(keep)) rmSync(old.path, { force: true });
+}
 
 /** Members of the initramfs for INIT (the mkt-init binary's bytes) and MODULES (name, uncompressed bytes). */
 export function initramfsEntries(init: Uint8Array, modules: readonly { name: string; data: Uint8Array }[]): CpioEntry[] {
@@ -72,7 +97,12 @@ export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths:
     .slice(0, 24);
   const dir = join(cacheDir, 'initramfs');
   const out = join(dir, `${key}.cpio`);
-  if (wholeCpio(out)) return out;
+  if (wholeCpio(out)) {
+    // the mtime says when it was last used, for pruneInitramfsCache
+    const now = new Date();
+    utimesSync(out, now, now);
+    return out;
+  }
   mkdirSync(dir, { recursive: true });
   const modules = modulePaths.map((p) => ({
     name: p.slice(p.lastIndexOf('/') + 1).replace(/\.ko(\.(xz|zst|gz))?$/, ''),
@@ -81,5 +111,6 @@ export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths:
   const tmp = `${out}.tmp-${process.pid}`;
   writeFileSync(tmp, writeCpio(initramfsEntries(readFileSync(initPath), modules)));
   renameSync(tmp, out);
+  pruneInitramfsCache(dir);
   return out;
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findQboot } from '../../src/host/facts.js';
@@ -20,7 +20,7 @@ import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
 import { fuseOptValue, qemuOpts, qemuValue, shellQuote } from '../../src/qemu/escape.js';
 import { writeCpio } from '../../src/rootfs/cpio.js';
-import { initramfsEntries, wholeCpio } from '../../src/rootfs/initramfs.js';
+import { initramfsEntries, pruneInitramfsCache, wholeCpio } from '../../src/rootfs/initramfs.js';
 import { decodeSpec, encodeSpec } from '../../src/run/spec.js';
 import { initFailure, panicked } from '../../src/run/execute.js';
 import { UsageError } from '../../src/errors.js';
@@ -138,6 +138,27 @@ test('bzImage parsing reads the real installed kernel', () => {
   const info = parseBzImage(head);
   assert.ok(!isNotBzImage(info));
   assert.equal(info.release, '6.1.0-57-amd64');
+});
+
+test('the initramfs cache keeps the most recently used images and drops stale temporary files', () => {
+  const d = mkdtempSync(join(tmpdir(), 'mkt-cpio-'));
+  try {
+    const now = Date.now();
+    const at = (name: string, agoS: number): void => {
+      writeFileSync(join(d, name), 'x');
+      const t = new Date(now - agoS * 1000);
+      utimesSync(join(d, name), t, t);
+    };
+    for (let i = 0; i < 20; i++) at(`img${String(i).padStart(2, '0')}.cpio`, i * 60);
+    at('img99.cpio.tmp-123', 7200);
+    at('img98.cpio.tmp-456', 10);
+    at('unrelated', 99999);
+    pruneInitramfsCache(d, 16, now);
+    const left = readdirSync(d).sort();
+    assert.deepEqual(left, [...Array.from({ length: 16 }, (_, i) => `img${String(i).padStart(2, '0')}.cpio`), 'img98.cpio.tmp-456', 'unrelated']);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
 
 test('a cached initramfs is used only while it is whole: header first, trailer last', () => {
