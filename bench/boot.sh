@@ -106,6 +106,10 @@ awk -v t="${m[true]}" -v u="${m[uname]}" -v f="${m[floor]}" -v p="${m[floor-plai
   printf "ratio uname/floor:  %.3f\n", u / f
   printf "stdout throughput:  %.0f MB/s (50 MB in %d ms beyond `true`)\n", (s > t ? 52.4288 / ((s - t) / 1000) : 0), s - t
 }'
+# the same ratio per round (each round runs the cases back to back), then its median:
+# a slow spell of the machine then moves both sides of one ratio, not the medians of all
+paste "$work/true.t" "$work/floor.t" | awk '{ print $1 / $2 }' | sort -n |
+  awk '{ a[NR] = $1 } END { printf "paired true/floor:  %.3f   (median of the %d per-round ratios, from %.3f to %.3f)\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, NR, a[1], a[NR] }'
 if [[ -z ${SKIP_HEAVY:-} ]]; then
   awk -v a="${m[heavy-9p]}" -v b="${m[heavy-virtiofs]}" 'BEGIN { printf "file-heavy 9p/virtiofs: %.2f x\n", a / b }'
 fi
