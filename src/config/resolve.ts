@@ -135,9 +135,19 @@ export function dedupeDirs(dirs: readonly ExportedDir[]): ExportedDir[] {
   return kept;
 }
 
+/** What callerCwd gives for a current directory that no longer exists: never a real path. */
+const GONE_CWD = '/nonexistent/mkt: the current directory was removed';
+
 /** The caller's working directory as they see it ($PWD when it names the same place). */
 export function callerCwd(env: NodeJS.ProcessEnv): string {
-  const cwd = process.cwd();
+  let cwd: string;
+  try {
+    cwd = process.cwd();
+  } catch (err) {
+    // removed from under the shell (rmdir of the directory one stands in): the guest starts in home, as for any invisible cwd
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return GONE_CWD;
+  }
   const pwd = env.PWD;
   try {
     if (pwd && isAbsolute(pwd) && realpathSync(pwd) === cwd) return pwd;
@@ -152,6 +162,11 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   const env = host.env;
   const cwd = callerCwd(env as NodeJS.ProcessEnv);
   const { section, origin } = mergeSections(configs, flags.names);
+  if (cwd === GONE_CWD) {
+    // a release name (6.1.0-57-amd64) is no path
+    const relative = [flags.kernel, ...flags.dir, section.kernel, ...section.dir].find((v) => v !== undefined && v !== '' && !isAbsolute(v) && !/^[0-9]/.test(v));
+    if (relative !== undefined) throw new UsageError(`the current directory no longer exists, so '${relative}' means nothing: cd to a directory that exists, or give an absolute path`);
+  }
   const from = (key: string): string => origin[key] ?? `config ${key}`;
   for (const [name, v] of [['--kernel', flags.kernel], ['--cpus', flags.cpus], ['--accel', flags.accel], ['--fs', flags.fs], ['--qemu', flags.qemu], ['--memory', flags.memory]] as const) {
     if (v === '') throw new UsageError(`${name} needs a value`);

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <mntent.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -132,7 +133,8 @@ static const char *spec_get(const char *key);
  * reach virtiofsd before they return, and the kernel writes a shared
  * mapping's pages back when it is unmapped. So end whatever the command
  * left running (the VM is going down anyway): its mappings go, and with
- * them the last dirty pages. sync() would add FUSE_SYNCFS, which makes
+ * them the last dirty pages; then sync the filesystems it mounted, one by
+ * one. sync() would add FUSE_SYNCFS, which makes
  * virtiofsd syncfs() the host's filesystem: a wait for the host's disk,
  * up to seconds while the host writes a lot, for a durability that is the
  * host's own business.
@@ -144,21 +146,47 @@ static void flush_writes(void)
 		sync();
 		return;
 	}
-	if (kill(-1, SIGKILL) < 0)
-		return; /* ESRCH: nothing else runs */
-	/* reap them all (orphans are init's); a process stuck in the kernel gets 2 s */
-	for (int i = 0; i < 2000; i++) {
-		pid_t w = waitpid(-1, NULL, WNOHANG);
-		if (w < 0 && errno == ECHILD)
-			return;
-		if (w > 0)
-			continue;
-		if (i < 1000)
-			sched_yield();
-		else
-			usleep(1000);
+	if (kill(-1, SIGKILL) == 0) {
+		/* reap them all (orphans are init's); a process stuck in the kernel gets 2 s */
+		int i;
+		for (i = 0; i < 2000; i++) {
+			pid_t w = waitpid(-1, NULL, WNOHANG);
+			if (w < 0 && errno == ECHILD)
+				break;
+			if (w > 0)
+				continue;
+			if (i < 1000)
+				sched_yield();
+			else
+				usleep(1000);
+		}
+		if (i == 2000)
+			say("processes left after the command did not end within 2 s; their mapped writes may be lost");
 	}
-	say("processes left after the command did not end within 2 s; their mapped writes may be lost");
+	/*
+	 * Filesystems the command mounted itself (an ext4 image on a loop
+	 * device, say) keep dirty data of their own: sync each but virtiofs
+	 * and the memory-only kinds.
+	 */
+	static const char *const skip[] = { "virtiofs", "tmpfs", "ramfs", "rootfs", "proc", "sysfs", "devtmpfs", "devpts", "overlay",
+					     "cgroup", "cgroup2", "mqueue", "debugfs", "tracefs", "securityfs", "bpf", "pstore", "configfs",
+					     "fusectl", "binfmt_misc", "hugetlbfs", "autofs" };
+	FILE *m = setmntent("/proc/self/mounts", "r");
+	struct mntent *e;
+	while (m && (e = getmntent(m))) {
+		size_t k = 0;
+		while (k < sizeof skip / sizeof skip[0] && strcmp(e->mnt_type, skip[k]) != 0)
+			k++;
+		if (k < sizeof skip / sizeof skip[0])
+			continue;
+		int fd = open(e->mnt_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			syncfs(fd);
+			close(fd);
+		}
+	}
+	if (m)
+		endmntent(m);
 }
 
 /* End the VM. With -no-reboot, qemu exits on the reset. */
@@ -820,9 +848,36 @@ static void exec_plain(char **env)
 		env[k] = pwd;
 		env[k + 1] = NULL;
 	}
-	/* execvp searches the PATH of environ */
-	environ = env;
-	execvp(argv[0], argv);
+	/*
+	 * PATH searched as sh searches it, but a file the kernel cannot execute
+	 * (ENOEXEC: no #!, a foreign or broken binary) is left to sh, which
+	 * decides between running it as a script and refusing it.
+	 */
+	if (strchr(argv[0], '/')) {
+		execve(argv[0], argv, env);
+		return;
+	}
+	const char *path = NULL;
+	for (int i = 0; env[i]; i++)
+		if (strncmp(env[i], "PATH=", 5) == 0)
+			path = env[i] + 5;
+	if (!path)
+		return;
+	static char file[8192];
+	for (const char *p = path;; p++) {
+		const char *end = strchr(p, ':');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		/* an empty entry is the current directory */
+		if (len + strlen(argv[0]) + 2 < sizeof file) {
+			snprintf(file, sizeof file, "%.*s%s%s", (int)len, p, len ? "/" : "", argv[0]);
+			execve(file, argv, env);
+			if (errno != ENOENT && errno != ENOTDIR && errno != EACCES)
+				return;
+		}
+		if (!end)
+			return;
+		p = end;
+	}
 }
 
 static void run_exec(int in_fd, int out_port, int err_port)

@@ -167,7 +167,13 @@ export function installedReleases(): string[] {
 /** Pick the kernel when --kernel is absent: config, then the current directory if built, then the newest installed. */
 export function defaultKernel(configKernel: string | undefined, cwd = process.cwd(), configLabel = 'kernel in the config file'): KernelInfo {
   if (configKernel) return locateKernel(configKernel, 'config', cwd, configLabel);
-  const tree = enclosingTree(realpathSync(cwd));
+  let real: string | undefined;
+  try {
+    real = realpathSync(cwd);
+  } catch {
+    /* a current directory that was removed is in no tree */
+  }
+  const tree = real === undefined ? undefined : enclosingTree(real);
   if (tree) {
     if (existsSync(join(tree, TREE_IMAGE))) return fromTree(tree, `the kernel tree ${tree}`, 'cwd');
     throw new UsageError(

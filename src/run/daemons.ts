@@ -37,6 +37,8 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
       ),
     );
     if (runDir) rmSync(runDir, { recursive: true, force: true });
+    // virtiofsd's lock file for each socket path, left behind by a killed daemon
+    for (const d of plan.daemons) rmSync(virtiofsdPidFile(d.socket), { force: true });
   };
   const failures = (): string =>
     procs
@@ -46,12 +48,20 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
   const daemons: Daemons = { kill, stop, failures };
   if (!plan.daemons.length || !runDir) return daemons;
 
+  // a signal while they start (before execute() takes over): end them, then report it;
+  // listening first, as a signal nobody listens for ends mkt at once
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => void (signalled ??= sig);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) process.on(sig, onSignal);
   // private: only this user may reach the sockets (whoever connects gets the shared tree)
   mkdirSync(runDir, { mode: 0o700 });
   for (const d of plan.daemons) {
     if (d.dir) mkdirSync(d.dir);
-    // the parent-death signal ends the daemon even when mkt is SIGKILLed
-    const argv = setpriv ? [setpriv, '--pdeathsig', 'SIGTERM', '--', ...d.argv] : [...d.argv];
+    // the parent-death signal ends the daemon even when mkt is SIGKILLed; SIGKILL, as
+    // virtiofsd takes SIGTERM for a request to end its session and, before qemu
+    // connects, stays blocked waiting for it
+    const argv = setpriv ? [setpriv, '--pdeathsig', 'SIGKILL', '--', ...d.argv] : [...d.argv];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     const p = { child, argv: d.argv, stderr: '', exited: false };
     child.stderr?.on('data', (b: Buffer) => {
@@ -66,15 +76,48 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
     });
     procs.push(p);
   }
+  try {
+    await ready(plan, procs, failures, stop, () => signalled);
+  } finally {
+    for (const sig of signals) process.off(sig, onSignal);
+  }
+  return daemons;
+}
+
+async function ready(
+  plan: RunPlan,
+  procs: readonly { exited: boolean }[],
+  failures: () => string,
+  stop: () => Promise<void>,
+  signalled: () => NodeJS.Signals | undefined,
+): Promise<void> {
   const t0 = Date.now();
   for (;;) {
-    if (plan.daemons.every((d) => existsSync(d.socket))) return daemons;
+    const sig = signalled();
+    if (sig) {
+      await stop();
+      throw new DaemonSignal(sig);
+    }
+    if (plan.daemons.every((d) => existsSync(d.socket))) return;
     if (procs.some((p) => p.exited) || Date.now() - t0 > READY_BOUND_MS) {
       const why = failures() || `no socket after ${READY_BOUND_MS / 1000} s: ${plan.daemons.map((d) => d.argv[0]).join(', ')}`;
       await stop();
       throw new DaemonError(why);
     }
     await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** Where virtiofsd (QEMU's C one, as root) locks SOCKET: /run/virtiofsd/ and the path with '/' as '.'. */
+export function virtiofsdPidFile(socket: string): string {
+  return `/run/virtiofsd/${socket.replaceAll('/', '.')}.pid`;
+}
+
+/** mkt got SIGNAL while the daemons started; they are gone again. */
+export class DaemonSignal extends Error {
+  override readonly name = 'DaemonSignal';
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`);
   }
 }
 

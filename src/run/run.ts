@@ -14,7 +14,7 @@ import { parseDotConfig } from '../kernel/kconfig.js';
 import { loadOrder, readModuleIndex, stageTreeModules } from '../kernel/modules.js';
 import { shellQuote } from '../qemu/escape.js';
 import { cachedInitramfs } from '../rootfs/initramfs.js';
-import { DaemonError, startDaemons, type Daemons } from './daemons.js';
+import { DaemonError, DaemonSignal, startDaemons, virtiofsdPidFile, type Daemons } from './daemons.js';
 import { type BootTrace, execute, type Outcome } from './execute.js';
 import { planRun, type Staged } from './plan.js';
 import type { Accel, ResolvedRun, RunPlan } from './types.js';
@@ -130,14 +130,54 @@ export function consoleExcerpt(text: string): string {
   return excerpt.join('\n') + (from + 40 < lines.length ? `\n[... ${lines.length - from - 40} more lines]\n${lines.slice(-3).join('\n')}` : '');
 }
 
-/** A fresh name for this run's private directory; stale ones of dead mkt processes are removed first. */
+/**
+ * A fresh name for this run's private directory. Stale ones of dead mkt
+ * processes are removed first, with any daemon still serving from one (a
+ * SIGKILL of mkt can beat the parent-death signal being set) and
+ * virtiofsd's lock files for their sockets.
+ */
 function newRunDir(): string {
   const base = tmpdir();
   for (const name of readdirSync(base)) {
     const m = /^mkt-run-(\d+)-/.exec(name);
-    if (m && !processAlive(Number(m[1]))) rmSync(join(base, name), { recursive: true, force: true });
+    if (!m || processAlive(Number(m[1]))) continue;
+    const dir = join(base, name);
+    killServing(dir);
+    let sockets: string[] = [];
+    try {
+      sockets = readdirSync(dir).filter((f) => f.endsWith('.sock'));
+    } catch {
+      /* removed by a run beside this one */
+    }
+    for (const f of sockets) rmSync(virtiofsdPidFile(join(dir, f)), { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // lock files of dead runs whose directories went before mkt removed these
+  const locks = dirname(virtiofsdPidFile(join(base, 'x')));
+  const prefix = `${join(base, 'mkt-run-').replaceAll('/', '.')}`;
+  let names: string[] = [];
+  try {
+    names = readdirSync(locks);
+  } catch {
+    /* no virtiofsd ran as this user yet */
+  }
+  for (const name of names) {
+    const pid = name.startsWith(prefix) ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
+    if (pid && !processAlive(Number(pid))) rmSync(join(locks, name), { force: true });
   }
   return join(base, `mkt-run-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/** SIGKILL every process whose command line names a path in DIR (mkt's daemons of a dead run). */
+function killServing(dir: string): void {
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').some((a) => a.includes(`${dir}/`))) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone meanwhile, or not ours to read or kill */
+    }
+  }
 }
 
 function processAlive(pid: number): boolean {
@@ -199,6 +239,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     try {
       daemons = await startDaemons(plan, host.setpriv);
     } catch (err) {
+      if (err instanceof DaemonSignal) return 128 + (constants.signals[err.signal] ?? 1);
       if (!(err instanceof DaemonError)) throw err;
       if (run.fs === 'auto') {
         // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)

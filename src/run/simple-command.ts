@@ -22,12 +22,18 @@ const SAME_WITHOUT_ARGS = new Set(['true', 'false']);
  */
 const PLAIN = /^[ A-Za-z0-9_./=:,+@%-]*$/;
 
+/** Bounds for the words' own spec records (mkt-init takes 512 records and 1 MiB); longer commands go to sh. */
+const MAX_WORDS = 256;
+const MAX_LENGTH = 64 * 1024;
+
 /** The argv that `sh -c CMD` would exec, when CMD is only plain words naming a program; else undefined. */
 export function simpleArgv(cmd: string): string[] | undefined {
-  if (!PLAIN.test(cmd)) return undefined;
+  if (cmd.length > MAX_LENGTH || !PLAIN.test(cmd)) return undefined;
   const words = cmd.split(' ').filter((w) => w !== '');
   const first = words[0];
-  if (first === undefined) return undefined;
+  if (first === undefined || words.length > MAX_WORDS) return undefined;
+  // sh -c reads a CMD that starts with '-' as options of its own
+  if (cmd.startsWith('-')) return undefined;
   // NAME=VALUE first is an assignment to the environment, not a program
   if (first.includes('=')) return undefined;
   if (SHELL_WORDS.has(first) && !(SAME_WITHOUT_ARGS.has(first) && words.length === 1)) return undefined;

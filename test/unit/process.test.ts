@@ -93,6 +93,17 @@ test('bin/mkt starts node without NODE_EXTRA_CA_CERTS, which only slows its star
   assert.equal(r.stdout.trim(), '0.1.0');
 });
 
+test('a current directory removed from under mkt: the guest starts in home; a relative path is refused', () => {
+  const gone = join(work, 'gone');
+  const run = (args: string): ReturnType<typeof spawnSync> =>
+    spawnSync('sh', ['-c', `mkdir -p '${gone}' && cd '${gone}' && rmdir '${gone}' && exec "$0" run ${args} --accel tcg --dry-run --exec true`, MKT], { env: env(), encoding: 'utf8' });
+  const ok = run(`--kernel '${kernel}'`);
+  assert.equal(ok.status, 0, String(ok.stderr));
+  const rel = run('--kernel ./linux');
+  assert.equal(rel.status, 2);
+  assert.match(String(rel.stderr), /the current directory no longer exists, so '\.\/linux' means nothing/);
+});
+
 test('a qemu that fails to start gives 125 with its stderr', () => {
   const q = fake('qemu-fail', 'echo "qemu-system-x86_64: -device foo: not found" >&2; exit 1');
   const r = spawnSync(MKT, ['run', '--kernel', kernel, '--accel', 'tcg', '--qemu', q, '--exec', 'true'], { env: env(), encoding: 'utf8' });

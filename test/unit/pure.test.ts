@@ -373,6 +373,12 @@ test('simpleArgv: plain words are exec-ready; anything a shell would interpret i
     assert.equal(simpleArgv(c), undefined, c);
   }
   assert.deepEqual(simpleArgv('false'), ['false']);
+  // sh -c takes a leading '-' as its own options; a long command exceeds what the spec carries as words
+  assert.equal(simpleArgv('-hello x'), undefined);
+  assert.deepEqual(simpleArgv(' -hello'), ['-hello']);
+  assert.equal(simpleArgv(`echo ${Array.from({ length: 600 }, (_, i) => i).join(' ')}`.replace('echo', '/bin/echo')), undefined);
+  assert.equal(simpleArgv(`/bin/echo ${'x'.repeat(70000)}`), undefined);
+  assert.equal(simpleArgv(`/bin/echo ${Array.from({ length: 200 }, (_, i) => i).join(' ')}`)?.length, 201);
   assert.equal(simpleArgv(''), undefined);
   assert.equal(simpleArgv('   '), undefined);
 });

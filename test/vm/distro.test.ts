@@ -1,5 +1,9 @@
 /** The installed Debian kernel: modular virtio/9p drivers loaded by mkt's initramfs, its modules, a panic. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { distroKernel, mkt, vmProcesses } from './helpers.js';
 
@@ -13,6 +17,21 @@ test('the distro kernel boots and its own modules load with modprobe', () => {
   // its own /boot files stay as they are (no link to itself)
   const b = mkt(['run', '--kernel', D, '--exec', 'grep -c "^CONFIG_" /boot/config-$(uname -r) >/dev/null && test -s /boot/System.map-$(uname -r) && echo boot-ok']);
   assert.equal(b.stdout.toString(), 'boot-ok\n', b.stderr);
+});
+
+test('a filesystem the command mounts from an image in an export keeps what was written to it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mkt-img-'));
+  try {
+    const img = join(dir, 'fs.img');
+    const mk = spawnSync('sh', ['-c', `truncate -s 16M '${img}' && mkfs.ext4 -q -F '${img}'`], { encoding: 'utf8' });
+    assert.equal(mk.status, 0, mk.stderr);
+    const r = mkt(['run', '--kernel', D, '--dir', dir, '--exec', `modprobe loop && mkdir /tmp/m && mount -o loop '${img}' /tmp/m && echo kept > /tmp/m/f`]);
+    assert.equal(r.code, 0, r.stderr);
+    const cat = spawnSync('debugfs', ['-R', 'cat /f', img], { encoding: 'utf8' });
+    assert.equal(cat.stdout, 'kept\n', cat.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a guest kernel panic ends the run promptly with 125, the reason and the console tail', () => {

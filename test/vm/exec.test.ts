@@ -1,7 +1,7 @@
 /** Real boots of the test kernel under TCG: --exec semantics. */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -45,6 +45,16 @@ test('a plain command runs without sh in between, as sh -c would run it: PATH, P
   assert.equal(ne.code, 126);
   assert.match(ne.stderr, /Permission denied/);
   assert.equal(mkt(['run', '--kernel', K, '--exec', 'false']).code, 1);
+  // a file the kernel cannot execute is sh's to judge: a binary is refused, not run as a script
+  const bin = join(dir, 'not-elf');
+  writeFileSync(bin, `\x7fELF\0\0\0\ntouch ${dir}/ran\n`, { mode: 0o755 });
+  const nx = mkt(['run', '--kernel', K, '--dir', dir, '--exec', bin]);
+  assert.equal(nx.code, 126, nx.stderr);
+  assert.match(nx.stderr, /Exec format error/);
+  assert.ok(!existsSync(join(dir, 'ran')));
+  const script = join(dir, 'no-shebang');
+  writeFileSync(script, 'echo as a script\n', { mode: 0o755 });
+  assert.equal(mkt(['run', '--kernel', K, '--dir', dir, '--exec', script]).stdout.toString(), 'as a script\n');
 });
 
 test('a 2 MB binary stream each way arrives byte-exact, stdin with its EOF', () => {

@@ -143,4 +143,31 @@ test('no virtiofsd or run directory is left, even when qemu is killed', async ()
   await sleep(500);
   assert.ok(vmProcesses().length <= procsBefore, 'a virtiofsd or qemu outlived the run');
   assert.ok(runDirs().length <= before, `run directories left: ${runDirs().join(' ')}`);
+  // nor virtiofsd's lock files (one per socket, in /run/virtiofsd) of this run
+  const locks = existsSync('/run/virtiofsd') ? readdirSync('/run/virtiofsd').filter((n) => n.includes(`.mkt-run-${child.pid}-`)) : [];
+  assert.deepEqual(locks, []);
+});
+
+test('a signal while the daemons start, and a SIGKILL of mkt then: no daemon left, nor the run directory', async () => {
+  if (!asRoot) return;
+  // a daemon that never gets its socket up and ignores SIGTERM, as virtiofsd waiting for qemu does in effect
+  const slow = join(work, 'slow-virtiofsd');
+  writeFileSync(slow, `#!/bin/sh\ntrap '' TERM\nexec sleep 60 # mkt-fs-slow-${process.pid}\n`, { mode: 0o755 });
+  const needle = `sleep 60`;
+  const sleepers = (): number => spawnSync('pgrep', ['-fx', needle]).stdout.toString().split('\n').filter(Boolean).length;
+  const base = sleepers();
+  for (const sig of ['SIGINT', 'SIGKILL'] as const) {
+    const before = runDirs().length;
+    const child = spawn(MKT, ['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'true'], { stdio: 'ignore', env: { ...process.env, MKT_VIRTIOFSD: slow } });
+    for (let i = 0; i < 50 && sleepers() < base + 2; i++) await sleep(100);
+    assert.equal(sleepers(), base + 2, 'the daemons did not start');
+    process.kill(child.pid!, sig);
+    const code = await new Promise<number | null>((r) => child.on('exit', (c, s) => r(c ?? (s === 'SIGKILL' ? 137 : null))));
+    assert.equal(code, sig === 'SIGINT' ? 130 : 137);
+    await sleep(500);
+    assert.equal(sleepers(), base, `a daemon outlived mkt's ${sig}`);
+    if (sig === 'SIGINT') assert.ok(runDirs().length <= before, `run directories left: ${runDirs().join(' ')}`);
+  }
+  // the next run sweeps the directory the SIGKILLed one left
+  assert.equal(mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'true']).code, 0);
 });
