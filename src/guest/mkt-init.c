@@ -833,8 +833,8 @@ static void on_sigchld(int sig)
  * "arg=WORD" records: the command is plain words (the host checked), which
  * sh -c would split and exec. Exec them as sh would, with PWD set and PATH
  * searched, sparing the guest a shell's start. Returns only when that
- * failed (not found, not executable): sh -c then runs the command and says
- * why in its own words, with its own status.
+ * failed (not found, not executable, not a format the kernel runs): sh -c
+ * then runs the command, or refuses it, in its own words and status.
  */
 static void exec_plain(char **env)
 {

@@ -133,8 +133,8 @@ export function consoleExcerpt(text: string): string {
 /**
  * A fresh name for this run's private directory. Stale ones of dead mkt
  * processes are removed first, with any daemon still serving from one (a
- * SIGKILL of mkt can beat the parent-death signal being set) and
- * virtiofsd's lock files for their sockets.
+ * SIGKILL of mkt can beat the parent-death signal being set), and so are
+ * virtiofsd's lock files for the sockets of dead runs.
  */
 function newRunDir(): string {
   const base = tmpdir();
@@ -143,16 +143,9 @@ function newRunDir(): string {
     if (!m || processAlive(Number(m[1]))) continue;
     const dir = join(base, name);
     killServing(dir);
-    let sockets: string[] = [];
-    try {
-      sockets = readdirSync(dir).filter((f) => f.endsWith('.sock'));
-    } catch {
-      /* removed by a run beside this one */
-    }
-    for (const f of sockets) rmSync(virtiofsdPidFile(join(dir, f)), { force: true });
     rmSync(dir, { recursive: true, force: true });
   }
-  // lock files of dead runs whose directories went before mkt removed these
+  // virtiofsd's lock files of dead runs (their sockets were in such directories)
   const locks = dirname(virtiofsdPidFile(join(base, 'x')));
   const prefix = `${join(base, 'mkt-run-').replaceAll('/', '.')}`;
   let names: string[] = [];
