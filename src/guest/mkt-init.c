@@ -126,6 +126,19 @@ static void ctl_line(const char *fmt, ...)
 
 static const char *spec_get(const char *key);
 
+/*
+ * The I-th pause of a wait for something the kernel does when init lets it:
+ * yield first, as a kernel without high-resolution timers sleeps a whole
+ * tick (4 ms at HZ=250) for the shortest usleep; then 1 ms sleeps.
+ */
+static void wait_a_little(int i)
+{
+	if (i < 1000)
+		sched_yield();
+	else
+		usleep(1000);
+}
+
 /* /proc/self/mounts as opened just before the command started: its poll() reports a mount table changed since */
 static int mounts_fd = -1;
 
@@ -156,12 +169,8 @@ static void flush_writes(void)
 			pid_t w = waitpid(-1, NULL, WNOHANG);
 			if (w < 0 && errno == ECHILD)
 				break;
-			if (w > 0)
-				continue;
-			if (i < 1000)
-				sched_yield();
-			else
-				usleep(1000);
+			if (w <= 0)
+				wait_a_little(i);
 		}
 		if (i == 2000)
 			say("processes left after the command did not end within 2 s; their mapped writes may be lost");
@@ -319,9 +328,7 @@ static int open_port(const char *name, int flags)
 
 /*
  * Ports are announced to the guest asynchronously, by a kernel worker that
- * runs when init lets it; wait a bounded time for one. Yield first: a kernel
- * without high-resolution timers sleeps a whole tick (4 ms at HZ=250) for
- * the shortest usleep.
+ * runs when init lets it; wait a bounded time for one.
  */
 static int wait_port(const char *name, int flags)
 {
@@ -329,10 +336,7 @@ static int wait_port(const char *name, int flags)
 		int fd = open_port(name, flags);
 		if (fd >= 0)
 			return fd;
-		if (i < 1000)
-			sched_yield();
-		else
-			usleep(1000);
+		wait_a_little(i);
 	}
 	fatal("virtio port %s did not appear", name);
 }

@@ -24,13 +24,13 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
     for (const p of procs) if (!p.exited) p.child.kill('SIGKILL');
   };
   const stop = async (): Promise<void> => {
+    kill();
     await Promise.all(
       procs.map(
         (p) =>
           new Promise<void>((resolve) => {
             if (p.exited) return resolve();
             p.child.once('exit', () => resolve());
-            p.child.kill('SIGKILL');
             // a daemon stuck in the kernel need not hold mkt up
             setTimeout(resolve, 2000).unref();
           }),
@@ -77,34 +77,22 @@ export async function startDaemons(plan: RunPlan, setpriv: string | undefined): 
     procs.push(p);
   }
   try {
-    await ready(plan, procs, failures, stop, () => signalled);
+    const t0 = Date.now();
+    for (;;) {
+      if (signalled) {
+        await stop();
+        throw new DaemonSignal(signalled);
+      }
+      if (plan.daemons.every((d) => existsSync(d.socket))) return daemons;
+      if (procs.some((p) => p.exited) || Date.now() - t0 > READY_BOUND_MS) {
+        const why = failures() || `no socket after ${READY_BOUND_MS / 1000} s: ${plan.daemons.map((d) => d.argv[0]).join(', ')}`;
+        await stop();
+        throw new DaemonError(why);
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
   } finally {
     for (const sig of signals) process.off(sig, onSignal);
-  }
-  return daemons;
-}
-
-async function ready(
-  plan: RunPlan,
-  procs: readonly { exited: boolean }[],
-  failures: () => string,
-  stop: () => Promise<void>,
-  signalled: () => NodeJS.Signals | undefined,
-): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    const sig = signalled();
-    if (sig) {
-      await stop();
-      throw new DaemonSignal(sig);
-    }
-    if (plan.daemons.every((d) => existsSync(d.socket))) return;
-    if (procs.some((p) => p.exited) || Date.now() - t0 > READY_BOUND_MS) {
-      const why = failures() || `no socket after ${READY_BOUND_MS / 1000} s: ${plan.daemons.map((d) => d.argv[0]).join(', ')}`;
-      await stop();
-      throw new DaemonError(why);
-    }
-    await new Promise((r) => setTimeout(r, 2));
   }
 }
 

@@ -206,6 +206,11 @@ export function renderTrace(t: BootTrace, plan: RunPlan): string {
   return `boot trace (${plan.accel}, ${plan.fs}; guest times mapped through the hello line):\n${lines.join('\n')}`;
 }
 
+/** mkt's status when SIGNAL stopped it: 128+N, as a shell reports a process killed by signal N. */
+function signalStatus(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? 1);
+}
+
 /** Run it; returns the exit status for the CLI. */
 export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
@@ -232,7 +237,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     try {
       daemons = await startDaemons(plan, host.setpriv);
     } catch (err) {
-      if (err instanceof DaemonSignal) return 128 + (constants.signals[err.signal] ?? 1);
+      if (err instanceof DaemonSignal) return signalStatus(err.signal);
       if (!(err instanceof DaemonError)) throw err;
       if (run.fs === 'auto') {
         // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
@@ -265,7 +270,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
         reporter.error(`--timeout ${outcome.seconds} s expired before the command ended; the VM was stopped`);
         return EXIT.timeout;
       case 'signal':
-        return 128 + (constants.signals[outcome.signal] ?? 1);
+        return signalStatus(outcome.signal);
       case 'kvm-dead':
         if (run.accel === 'kvm') {
           reporter.error(`${outcome.reason}; ${KVM_HINT}. --accel kvm never falls back: use --accel tcg or auto`);
