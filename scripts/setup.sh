@@ -5,7 +5,7 @@
 #   scripts/setup.sh --run    only what `mkt run` needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runtime=(qemu-system-x86 kmod util-linux gcc make libc6-dev)
+runtime=(qemu-system-x86 kmod util-linux gcc make libc6-dev musl-tools)
 tests=(linux-image-amd64 linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils cpio tmux sudo)
 want=("${runtime[@]}")
 [[ ${1:-} == --run ]] || want+=("${tests[@]}")
