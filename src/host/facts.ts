@@ -29,7 +29,8 @@ export interface HostFacts {
   readonly initBinary: string;
   /** mkt-ro, which gives the root's virtiofsd a read-only view of /, when built and usable (root only). */
   readonly roHelper: string | undefined;
-  readonly setpriv: string | undefined;
+  /** mkt-exec: starts qemu and the daemons with a parent-death signal (dist/host, built with mkt). */
+  readonly execHelper: string;
   readonly depmod: string | undefined;
   /** virtiofsd on PATH or where distributions install it. */
   readonly virtiofsd: string | undefined;
@@ -125,7 +126,6 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     /* not Linux: mkt will fail later with a clearer message */
   }
   const roHelper = join(packageRoot(), 'dist', 'host', 'mkt-ro');
-  const tty = process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
   return {
     user: {
       name: info.username,
@@ -144,12 +144,20 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
     // it needs CAP_SYS_ADMIN for its namespace, as Debian's virtiofsd needs root anyway
     roHelper: info.uid === 0 && isExecutable(roHelper) ? roHelper : undefined,
-    setpriv: findExecutable('setpriv', env.PATH, SYSTEM_DIRS),
+    execHelper: join(packageRoot(), 'dist', 'host', 'mkt-exec'),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
-    terminal: tty,
-    stdinTerminal: Boolean(process.stdin.isTTY),
-    stderrTerminal: Boolean(process.stderr.isTTY),
+    // asked only when needed: the first touch of process.stdin, stdout or stderr builds its
+    // stream, loading tty or net (some milliseconds) before qemu could have started
+    get terminal() {
+      return process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
+    },
+    get stdinTerminal() {
+      return Boolean(process.stdin.isTTY);
+    },
+    get stderrTerminal() {
+      return Boolean(process.stderr.isTTY);
+    },
     env,
   };
 }

@@ -136,11 +136,16 @@ export function virtiofsArgs(shares: readonly VirtiofsShare[]): readonly string[
   ]);
 }
 
+/** The descriptor on which virtiofsd finds its socket, bound and listening (mkt binds it: see daemons.ts). */
+export const DAEMON_SOCKET_FD = 3;
+
 /**
  * virtiofsd's argv for one share. sandbox=chroot: the namespace sandbox
  * cannot pivot_root into a source of /; the daemon runs as the caller (root).
+ * --fd: the socket is mkt's, listening before qemu starts, so qemu need
+ * not wait for the daemon to start (and virtiofsd takes no lock file).
  */
 export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare, roHelper?: string): readonly string[] {
-  const argv = [virtiofsd, `--socket-path=${s.socket}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
+  const argv = [virtiofsd, `--fd=${DAEMON_SOCKET_FD}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
   return s.readOnlyView && roHelper ? [roHelper, s.readOnlyView, ...argv] : argv;
 }

@@ -1,115 +1,141 @@
-/** The helper daemons a run needs before qemu starts (virtiofsd), and their end. */
+/** The helper daemons a run needs (virtiofsd): their sockets, their start alongside qemu, and their end. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { constants } from 'node:os';
+import { DAEMON_SOCKET_FD } from '../qemu/args.js';
 import { shellQuote } from '../qemu/escape.js';
 import type { RunPlan } from './types.js';
 
-/** Started daemons; stop() ends them and removes the run directory. */
+/** A run's daemons: sockets bound by prepareDaemons, processes started by start(). */
 export interface Daemons {
+  /**
+   * Start each daemon on its socket (qemu may be connecting already: its
+   * connection waits in the socket's backlog). ONFAIL hears, once, of a
+   * daemon that failed: it could not start, or ended by itself with an
+   * error, before kill() or stop().
+   */
+  start(onFail: (why: string) => void): void;
   /** Send each one SIGKILL now, not waiting: qemu is being ended too. */
   kill(): void;
+  /** Kill them, wait for their end, and remove the run directory. */
   stop(): Promise<void>;
-  /** The stderr tails of daemons that exited early, for reports. */
-  failures(): string;
+  /** Whether a daemon failed, waiting up to MS for those still running to show it (qemu failing first, say). */
+  settle(ms: number): Promise<string>;
 }
 
-const READY_BOUND_MS = 5000;
+/** A daemon failed to start; the message carries its argv and stderr. */
+export class DaemonError extends Error {
+  override readonly name = 'DaemonError';
+}
 
-/** Start PLAN's daemons in its private run directory and wait until each one's socket exists. */
-export async function startDaemons(plan: RunPlan, setpriv: string | undefined): Promise<Daemons> {
-  const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; exited: boolean }[] = [];
+/**
+ * Make the run directory and bind each daemon's socket in it, listening:
+ * done before qemu starts, which connects at once, while the daemons start
+ * after it, on these sockets (virtiofsd's --fd), so neither waits for the
+ * other. mkt never accepts on them: start() hands them over and closes its
+ * own descriptors within the same turn of the event loop. HELPER is mkt-exec
+ * (the parent-death signal, and blocking mode for the socket).
+ */
+export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   const runDir = plan.runDir;
-  // the daemons keep no state: once the guest has synced, or qemu is gone, nothing of theirs is needed
+  const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; closed: boolean; failed: boolean }[] = [];
+  let ended = false;
+  let servers: Server[] = [];
+  const closeServers = (): void => {
+    for (const s of servers) s.close();
+    servers = [];
+  };
   const kill = (): void => {
-    for (const p of procs) if (!p.exited) p.child.kill('SIGKILL');
+    ended = true;
+    closeServers();
+    for (const p of procs) if (!p.closed) p.child.kill('SIGKILL');
+  };
+  const failures = (): string =>
+    procs
+      .filter((p) => p.failed)
+      .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim()}`)
+      .join('\n');
+  const settle = async (ms: number): Promise<string> => {
+    const t0 = Date.now();
+    while (!failures() && procs.some((p) => !p.closed) && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 5));
+    return failures();
   };
   const stop = async (): Promise<void> => {
     kill();
+    // reaped before mkt ends: an orphan's zombie would wait on whatever reaps for PID 1
     await Promise.all(
       procs.map(
         (p) =>
           new Promise<void>((resolve) => {
-            if (p.exited) return resolve();
-            p.child.once('exit', () => resolve());
+            if (p.closed) return resolve();
+            p.child.once('close', () => resolve());
             // a daemon stuck in the kernel need not hold mkt up
             setTimeout(resolve, 2000).unref();
           }),
       ),
     );
     if (runDir) rmSync(runDir, { recursive: true, force: true });
-    // virtiofsd's lock file for each socket path, left behind by a killed daemon
-    for (const d of plan.daemons) rmSync(virtiofsdPidFile(d.socket), { force: true });
   };
-  const failures = (): string =>
-    procs
-      .filter((p) => p.exited)
-      .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim()}`)
-      .join('\n');
-  const daemons: Daemons = { kill, stop, failures };
+  const daemons: Daemons = { start: () => {}, kill, stop, settle };
   if (!plan.daemons.length || !runDir) return daemons;
 
-  // a signal while they start (before execute() takes over): end them, then report it;
-  // listening first, as a signal nobody listens for ends mkt at once
-  let signalled: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals): void => void (signalled ??= sig);
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const sig of signals) process.on(sig, onSignal);
   // private: only this user may reach the sockets (whoever connects gets the shared tree)
   mkdirSync(runDir, { mode: 0o700 });
-  for (const d of plan.daemons) {
-    if (d.dir) mkdirSync(d.dir);
-    // the parent-death signal ends the daemon even when mkt is SIGKILLed; SIGKILL, as
-    // virtiofsd takes SIGTERM for a request to end its session and, before qemu
-    // connects, stays blocked waiting for it
-    const argv = setpriv ? [setpriv, '--pdeathsig', 'SIGKILL', '--', ...d.argv] : [...d.argv];
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-    const p = { child, argv: d.argv, stderr: '', exited: false };
-    child.stderr?.on('data', (b: Buffer) => {
-      p.stderr = (p.stderr + b.toString('utf8')).slice(-4000);
-    });
-    child.on('error', (err) => {
-      p.stderr += err.message;
-      p.exited = true;
-    });
-    child.on('exit', () => {
-      p.exited = true;
-    });
-    procs.push(p);
-  }
   try {
-    const t0 = Date.now();
-    for (;;) {
-      if (signalled) {
-        await stop();
-        throw new DaemonSignal(signalled);
-      }
-      if (plan.daemons.every((d) => existsSync(d.socket))) return daemons;
-      if (procs.some((p) => p.exited) || Date.now() - t0 > READY_BOUND_MS) {
-        const why = failures() || `no socket after ${READY_BOUND_MS / 1000} s: ${plan.daemons.map((d) => d.argv[0]).join(', ')}`;
-        await stop();
-        throw new DaemonError(why);
-      }
-      await new Promise((r) => setTimeout(r, 2));
+    for (const d of plan.daemons) {
+      if (d.dir) mkdirSync(d.dir);
+      // Node's listen() on a path binds and listens before it returns; its close() unlinks the
+      // path it bound, so bind under another name and rename: the socket stays where qemu looks
+      const server = createServer();
+      server.on('error', () => {});
+      server.listen(`${d.socket}.bind`);
+      renameSync(`${d.socket}.bind`, d.socket);
+      servers.push(server);
     }
-  } finally {
-    for (const sig of signals) process.off(sig, onSignal);
+  } catch (err) {
+    closeServers();
+    rmSync(runDir, { recursive: true, force: true });
+    throw new DaemonError(`cannot make virtiofsd's socket in ${runDir}: ${(err as Error).message}`);
   }
-}
 
-/** Where virtiofsd (QEMU's C one, as root) locks SOCKET: /run/virtiofsd/ and the path with '/' as '.'. */
-export function virtiofsdPidFile(socket: string): string {
-  return `/run/virtiofsd/${socket.replaceAll('/', '.')}.pid`;
-}
-
-/** mkt got SIGNAL while the daemons started; they are gone again. */
-export class DaemonSignal extends Error {
-  override readonly name = 'DaemonSignal';
-  constructor(readonly signal: NodeJS.Signals) {
-    super(`stopped by ${signal}`);
-  }
-}
-
-/** A daemon failed to start; the message carries its argv and stderr. */
-export class DaemonError extends Error {
-  override readonly name = 'DaemonError';
+  daemons.start = (onFail) => {
+    let told = false;
+    const fail = (p: (typeof procs)[number]): void => {
+      p.failed = true;
+      if (!told) onFail(failures());
+      told = true;
+    };
+    plan.daemons.forEach((d, i) => {
+      // the listening socket's descriptor (Node has no public accessor), as the daemon's DAEMON_SOCKET_FD
+      const fd = (servers[i] as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
+      while (stdio.length < DAEMON_SOCKET_FD) stdio.push('ignore');
+      stdio[DAEMON_SOCKET_FD] = typeof fd === 'number' && fd >= 0 ? fd : 'ignore';
+      // SIGKILL when mkt dies, as virtiofsd takes SIGTERM for a request to end its session and,
+      // before qemu connects, stays blocked waiting for it
+      const argv = [helper, String(process.pid), String(constants.signals.SIGKILL), String(DAEMON_SOCKET_FD), ...d.argv];
+      const child = spawn(argv[0]!, argv.slice(1), { stdio });
+      const p = { child, argv: d.argv, stderr: '', closed: false, failed: false };
+      procs.push(p);
+      child.stderr?.on('data', (b: Buffer) => {
+        p.stderr = (p.stderr + b.toString('utf8')).slice(-4000);
+      });
+      child.on('error', (err) => {
+        // could not start (mkt-exec missing, say): 'close' may never come
+        p.stderr += err.message;
+        p.closed = true;
+        if (!ended) fail(p);
+      });
+      // close: after its stderr is all read, so the report has its last words
+      child.on('close', (code, signal) => {
+        const wasClosed = p.closed;
+        p.closed = true;
+        if (!ended && !wasClosed && (code !== 0 || signal)) fail(p);
+      });
+    });
+    // the daemons hold the sockets now
+    closeServers();
+  };
+  return daemons;
 }

@@ -5,7 +5,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { constants } from 'node:os';
+import type { Daemons } from './daemons.js';
 import { FD, type RunPlan } from './types.js';
 
 /** How a run ended. */
@@ -17,6 +18,8 @@ export type Outcome =
   | { readonly kind: 'quit' }
   /** KVM gave no sign of life, or qemu failed at KVM setup (only reported when the caller asked to watch). */
   | { readonly kind: 'kvm-dead'; readonly reason: string }
+  /** A daemon (virtiofsd) failed before the guest came up; the reason carries its argv and stderr. */
+  | { readonly kind: 'daemon-failed'; readonly reason: string }
   | { readonly kind: 'failed'; readonly reason: string; readonly console: string; readonly qemuStderr: string };
 
 /**
@@ -24,9 +27,9 @@ export type Outcome =
  * Guest times come in ms since the guest kernel started; offset maps them.
  */
 export interface BootTrace {
-  /** mkt's own work done: the VM's processes (virtiofsd, then qemu) start */
-  mktReady?: number;
   qemuStarted?: number;
+  /** the daemons (virtiofsd) started, after qemu */
+  daemonsStarted?: number;
   /** host ms minus guest ms, from the hello line (its travel time is the error) */
   offset?: number;
   guestInit?: number;
@@ -44,11 +47,11 @@ export interface ExecuteOptions {
   readonly verbose: boolean;
   /** With KVM: how long to wait for mkt-init's hello before calling KVM dead. */
   readonly kvmLifeBoundMs?: number;
-  /** Wrap qemu so it dies with mkt even on SIGKILL. */
-  readonly setpriv?: string;
+  /** mkt-exec: qemu is started through it, so it dies with mkt even on SIGKILL. */
+  readonly helper: string;
+  /** The daemons serving the VM, their sockets bound: started right after qemu, killed with it. */
+  readonly daemons?: Daemons;
   readonly onAlive?: () => void;
-  /** Called when mkt ends qemu with SIGKILL after the command's end: whatever else serves the VM can go too. */
-  readonly onKill?: () => void;
   /** Called once when mkt-init has not said hello after slowNoticeMs. */
   readonly slowNoticeMs?: number;
   readonly onSlow?: (ms: number) => void;
@@ -69,6 +72,9 @@ class Tail {
   }
 }
 
+/** How long a qemu that failed early waits for a daemon's failure to show (see the 'close' handler). */
+const DAEMON_SETTLE_MS = 500;
+
 /** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
 const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
 
@@ -83,7 +89,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
   const stdio: ('pipe' | 'inherit' | 'ignore')[] = exec
     ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe']
     : ['inherit', 'inherit', 'pipe', 'pipe'];
-  const argv = opts.setpriv ? [opts.setpriv, '--pdeathsig', 'SIGTERM', '--', ...plan.argv] : [...plan.argv];
+  const argv = [opts.helper, String(process.pid), String(constants.signals.SIGTERM), '-1', ...plan.argv];
 
   return new Promise<Outcome>((resolve) => {
     let child: ChildProcess;
@@ -96,6 +102,9 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       resolve({ kind: 'failed', reason: `cannot start ${argv[0]}: ${(err as Error).message}`, console: '', qemuStderr: '' });
       return;
     }
+    // a daemon that fails before the guest is up takes qemu with it (qemu waits on its socket)
+    opts.daemons?.start((why) => !alive && stop({ kind: 'daemon-failed', reason: why }, 'SIGKILL'));
+    if (opts.trace) opts.trace.daemonsStarted = performance.now();
     const sock = (fd: number): Socket => child.stdio[fd] as Socket;
     const consoleTail = new Tail(64 * 1024);
     const stderrTail = new Tail(16 * 1024);
@@ -150,7 +159,8 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       // which restores the terminal and leaves no "terminating on signal" line on it.
       if (exec) {
         stop({ kind: 'exit', code: exitReport.code }, 'SIGKILL');
-        opts.onKill?.();
+        // the daemons die in parallel with qemu, not after it
+        opts.daemons?.kill();
       } else {
         later(3000, () => stop({ kind: 'exit', code: exitReport!.code }));
       }
@@ -256,17 +266,34 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       later(ms, () => !alive && !outcome && cb(ms), false);
     }
 
-    child.on('close', (code, signal) => {
+    // the end of the run for mkt: no timer, signal handler or stdin relay outlives it
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
       if (opts.trace) opts.trace.vmGone = performance.now();
       for (const t of timers) clearTimeout(t);
       for (const s of signals) process.off(s, onSignal);
-      process.off('exit', onExit);
       process.stdout.off('resize', onResize);
       if (input) {
         process.stdin.unpipe(input);
         process.stdin.off('error', onStdinError);
         process.stdin.pause();
       }
+    };
+    child.on('close', (code, signal) => {
+      release();
+      process.off('exit', onExit);
+      // qemu failing before the guest came up may be a daemon's failure showing first (qemu
+      // read EOF on its socket): give the daemons a moment to tell
+      const daemonsSay = !outcome && !alive && opts.daemons ? opts.daemons.settle(DAEMON_SETTLE_MS) : Promise.resolve('');
+      void daemonsSay.then((why) => {
+        if (why) outcome = { kind: 'daemon-failed', reason: why };
+        resolve(ending(code, signal));
+      });
+    });
+
+    const ending = (code: number | null, signal: NodeJS.Signals | null): Outcome => {
       const stderrText = stderrTail.text();
       if (!outcome && !alive && opts.kvmLifeBoundMs !== undefined && KVM_FAILURE.test(stderrText)) {
         outcome = { kind: 'kvm-dead', reason: `qemu failed at KVM setup: ${lastLine(stderrText)}` };
@@ -287,8 +314,8 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       } else if (outcome.kind === 'failed') {
         outcome = { ...outcome, console: consoleTail.text(), qemuStderr: stderrText };
       }
-      resolve(outcome);
-    });
+      return outcome;
+    };
   });
 }
 

@@ -55,7 +55,8 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     // plain words: mkt-init execs them as sh would, with sh -c CMD as the fallback when that fails
     for (const a of simpleArgv(cmd) ?? []) r.push(['arg', a]);
   }
-  if (host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
+  // the shell's hvc0 takes the terminal's size; --exec has no terminal in the guest
+  if (mode === 'shell' && host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
   run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));
   for (const d of run.aliases) r.push(['alias', d.path], ['to', d.real]);
   if (staged.modules) r.push(['modules', staged.modules]);

@@ -4,7 +4,6 @@ import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
-import { performance } from 'node:perf_hooks';
 import { ToolError } from '../errors.js';
 import { findQboot, type HostFacts, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
@@ -14,7 +13,7 @@ import { parseDotConfig } from '../kernel/kconfig.js';
 import { loadOrder, readModuleIndex, stageTreeModules } from '../kernel/modules.js';
 import { shellQuote } from '../qemu/escape.js';
 import { cachedInitramfs } from '../rootfs/initramfs.js';
-import { DaemonError, DaemonSignal, startDaemons, virtiofsdPidFile, type Daemons } from './daemons.js';
+import { DaemonError, prepareDaemons, type Daemons } from './daemons.js';
 import { type BootTrace, execute, type Outcome } from './execute.js';
 import { planRun, type Staged } from './plan.js';
 import type { Accel, ResolvedRun, RunPlan } from './types.js';
@@ -82,8 +81,8 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   const fs = chooseFs(run.fs, { virtiofsd: host.virtiofsd, uid: host.user.uid }, virtiofsSupport(config, index));
   const needs = checkBootNeeds(k.tree ?? k.image, config, index, fs.fs);
   const paths = needs.modules.length && index && moduleDir ? loadOrder(index, needs.modules).map((p) => join(moduleDir!, p)) : [];
-  if (!existsSync(host.initBinary)) {
-    throw new ToolError(`${host.initBinary} is missing: build mkt first (npm run build)`);
+  for (const built of [host.initBinary, host.execHelper]) {
+    if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
   }
   return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), fs };
 }
@@ -132,9 +131,8 @@ export function consoleExcerpt(text: string): string {
 
 /**
  * A fresh name for this run's private directory. Stale ones of dead mkt
- * processes are removed first, with any daemon still serving from one (a
- * SIGKILL of mkt can beat the parent-death signal being set), and so are
- * virtiofsd's lock files for the sockets of dead runs.
+ * processes are removed first, with any daemon still serving from one
+ * (they have a parent-death signal: this is for what still holds on).
  */
 function newRunDir(): string {
   const base = tmpdir();
@@ -144,19 +142,6 @@ function newRunDir(): string {
     const dir = join(base, name);
     killServing(dir);
     rmSync(dir, { recursive: true, force: true });
-  }
-  // virtiofsd's lock files of dead runs (their sockets were in such directories)
-  const locks = dirname(virtiofsdPidFile(join(base, 'x')));
-  const prefix = `${join(base, 'mkt-run-').replaceAll('/', '.')}`;
-  let names: string[] = [];
-  try {
-    names = readdirSync(locks);
-  } catch {
-    /* no virtiofsd ran as this user yet */
-  }
-  for (const name of names) {
-    const pid = name.startsWith(prefix) ? /^(\d+)-/.exec(name.slice(prefix.length))?.[1] : undefined;
-    if (pid && !processAlive(Number(pid))) rmSync(join(locks, name), { force: true });
   }
   return join(base, `mkt-run-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
@@ -187,8 +172,8 @@ export function renderTrace(t: BootTrace, plan: RunPlan): string {
   const g = (x: number | undefined): number | undefined => (x === undefined || t.offset === undefined ? undefined : t.offset + x);
   const rows: [string, number | undefined][] = [
     ['mkt started', 0],
-    ...(plan.daemons.length ? ([['virtiofsd started', t.mktReady]] as [string, number | undefined][]) : []),
     ['qemu started', t.qemuStarted],
+    ...(plan.daemons.length ? ([['virtiofsd started', t.daemonsStarted]] as [string, number | undefined][]) : []),
     ['kernel started', g(0)],
     ['init started', g(t.guestInit)],
     ['root mounted', g(t.guestRoot)],
@@ -232,20 +217,21 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     const firstKvm = watch && run.accel === 'auto';
     const probe = Number(host.env.MKT_KVM_PROBE_SECONDS);
     const bound = probe > 0 ? probe * 1000 : KVM_LIFE_BOUND_MS;
-    const trace: BootTrace = { mktReady: performance.now() };
+    const trace: BootTrace = {};
     let daemons: Daemons;
+    const fallBack = (why: string): boolean => {
+      if (run.fs !== 'auto') return false;
+      // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
+      reporter.info(`filesystem: 9p, as virtiofsd did not start:\n${why}`);
+      staged = stage({ ...run, fs: '9p' }, host);
+      runDir = undefined;
+      return true;
+    };
     try {
-      daemons = await startDaemons(plan, host.setpriv);
+      daemons = prepareDaemons(plan, host.execHelper);
     } catch (err) {
-      if (err instanceof DaemonSignal) return signalStatus(err.signal);
       if (!(err instanceof DaemonError)) throw err;
-      if (run.fs === 'auto') {
-        // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
-        reporter.info(`filesystem: 9p, as virtiofsd did not start:\n${err.message}`);
-        staged = stage({ ...run, fs: '9p' }, host);
-        runDir = undefined;
-        continue;
-      }
+      if (fallBack(err.message)) continue;
       reporter.error(`virtiofsd failed to start (--fs 9p avoids it):\n${err.message}`);
       return EXIT.failed;
     }
@@ -257,11 +243,15 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
       slowNoticeMs: SLOW_BOOT_NOTICE_MS,
       onSlow: (ms) =>
         reporter.warn(`the guest has not reached mkt-init after ${ms / 1000} s (${accel}); still waiting: --verbose shows the console, Ctrl-C stops`),
-      setpriv: host.setpriv,
-      // the daemons die in parallel with qemu, not after it
-      onKill: () => daemons.kill(),
+      helper: host.execHelper,
+      daemons,
       onAlive: firstKvm ? () => writeVerdict(host.cacheDir, { bootId: host.bootId, works: true, reason: 'booted' }) : undefined,
     }).finally(() => daemons.stop());
+    if (outcome.kind === 'daemon-failed') {
+      if (fallBack(outcome.reason)) continue;
+      reporter.error(`virtiofsd failed to start (--fs 9p avoids it):\n${outcome.reason}`);
+      return EXIT.failed;
+    }
     if (run.bootTrace) reporter.warn(renderTrace(trace, plan));
     switch (outcome.kind) {
       case 'exit':

@@ -314,6 +314,8 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
   assert.ok(argv.includes('source=/tmp/a\\,b'), 'virtiofsd splits -o values on commas: escaped with a backslash');
   assert.equal(fuseOptValue('a\\b,c'), 'a\\\\b\\,c');
   assert.ok(argv.includes('sandbox=chroot'));
+  // the socket mkt bound, on descriptor 3: no --socket-path, so no lock file either
+  assert.ok(argv.includes('--fd=3') && !argv.some((a) => a.startsWith('--socket-path')));
   // with mkt-ro the root's daemon serves an empty directory of the run dir, where its namespace shows / read-only
   const ro = virtiofsShares([], '/run/x', true);
   assert.deepEqual([ro[0]!.source, ro[0]!.readOnlyView], ['/run/x/root', '/run/x/root']);
@@ -349,10 +351,10 @@ test('kconfig names options that slow every boot, and only those', async () => {
 test('boot trace: phases in order, guest times mapped through the hello offset, missing ones dashed', async () => {
   const { renderTrace } = await import('../../src/run/run.js');
   const plan = { mode: 'exec', accel: 'tcg', fs: 'virtiofs', daemons: [{ argv: [], socket: '' }] } as never;
-  const text = renderTrace({ mktReady: 100, qemuStarted: 120, offset: 1000, guestInit: 500, guestRoot: 600, guestCommand: 610, guestCommandEnd: 700, vmGone: 1750 }, plan);
+  const text = renderTrace({ qemuStarted: 100, daemonsStarted: 120, offset: 1000, guestInit: 500, guestRoot: 600, guestCommand: 610, guestCommandEnd: 700, vmGone: 1750 }, plan);
   const rows = text.split('\n').slice(1).map((l) => l.trim().replace(/\s+/g, ' '));
   assert.deepEqual(rows, [
-    '0 ms (+0) mkt started', '100 ms (+100) virtiofsd started', '120 ms (+20) qemu started', '1000 ms (+880) kernel started',
+    '0 ms (+0) mkt started', '100 ms (+100) qemu started', '120 ms (+20) virtiofsd started', '1000 ms (+880) kernel started',
     '1500 ms (+500) init started', '1600 ms (+100) root mounted', '1610 ms (+10) command started', '1700 ms (+90) command ended',
     '1750 ms (+50) VM gone',
   ]);
