@@ -39,6 +39,7 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -421,14 +422,36 @@ static const char *p9_opts(const char *cache)
 	return buf;
 }
 
+/*
+ * A virtiofs mount's read-ahead: 1 MiB rather than the kernel's 128 KiB.
+ * Each FUSE read is a round trip through the host, and a program's first
+ * start faults its libraries in window by window: with the bigger window,
+ * `true` runs some 5 ms sooner under TCG (the loader and libc in 2 reads
+ * rather than 15).
+ */
+static void set_readahead(const char *mnt, const char *sysfs)
+{
+	struct stat st;
+	char path[120];
+	if (stat(mnt, &st) < 0)
+		return;
+	snprintf(path, sizeof path, "%s/class/bdi/%u:%u/read_ahead_kb", sysfs, major(st.st_dev), minor(st.st_dev));
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	write_all(fd, "1024", 4);
+	close(fd);
+}
+
 /* Mount the host root, read-only, at /lower. */
 static void mount_lower(void)
 {
 	mkdir_p("/lower", 0755);
 	const char *fs = spec_need("fs");
-	if (strcmp(fs, "virtiofs") == 0)
+	if (strcmp(fs, "virtiofs") == 0) {
 		do_mount("mktroot", "/lower", "virtiofs", MS_RDONLY, "");
-	else
+		set_readahead("/lower", "/sys");
+	} else
 		do_mount("mktroot", "/lower", "9p", MS_RDONLY, p9_opts("loose"));
 }
 
@@ -486,9 +509,10 @@ static void mount_dirs(void)
 		char at[4096];
 		snprintf(at, sizeof at, NEW_ROOT "%s", colon + 1);
 		mkdir_p(at, 0755);
-		if (strcmp(fs, "virtiofs") == 0)
+		if (strcmp(fs, "virtiofs") == 0) {
 			do_mount(v, at, "virtiofs", 0, "");
-		else
+			set_readahead(at, NEW_ROOT "/sys"); /* sysfs has moved there (mount_system) */
+		} else
 			do_mount(v, at, "9p", 0, p9_opts(cache ? cache : "mmap"));
 	}
 }
