@@ -542,68 +542,24 @@ static void show_paths(void)
 }
 
 /*
- * PATH as the guest's root resolves it, written to OUT: symlinks of the
- * host's root (Debian's /lib -> usr/lib) followed inside /lower; missing
- * components are kept as they are.
+ * The tree's System.map and .config where tools look for them, and a mount
+ * point for its modules. "etc", "boot" and "moddir": /etc, /boot and
+ * /lib/modules as the host's root resolves them (Debian's /lib -> usr/lib),
+ * found by mkt on the host, where a lookup costs no round trip.
  */
-static void resolve_in_lower(const char *path, char *out, size_t size)
-{
-	char todo[8400], rest[4096], link[4096], probe[8300];
-	snprintf(todo, sizeof todo, "%s", path);
-	out[0] = '\0';
-	int hops = 0;
-	const char *p = todo;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		size_t n = strcspn(p, "/");
-		if (n == 0)
-			break;
-		char comp[256];
-		snprintf(comp, sizeof comp, "%.*s", (int)n, p);
-		p += n;
-		if (strcmp(comp, ".") == 0)
-			continue;
-		if (strcmp(comp, "..") == 0) {
-			char *slash = strrchr(out, '/');
-			if (slash)
-				*slash = '\0';
-			continue;
-		}
-		snprintf(probe, sizeof probe, "/lower%s/%s", out, comp);
-		ssize_t l = readlink(probe, link, sizeof link - 1);
-		if (l > 0 && hops++ < 40) {
-			link[l] = '\0';
-			snprintf(rest, sizeof rest, "%s", p);
-			if (link[0] == '/')
-				out[0] = '\0';
-			snprintf(todo, sizeof todo, "%s/%s", link, rest);
-			p = todo;
-			continue;
-		}
-		size_t used = strlen(out);
-		snprintf(out + used, size - used, "/%s", comp);
-	}
-	if (!out[0])
-		snprintf(out, size, "/");
-}
-
-/* The tree's System.map and .config where tools look for them, and a mount point for its modules. */
 static void kernel_files(void)
 {
 	struct utsname u;
 	if (uname(&u) < 0)
 		return;
 	const char *release = u.release;
-	char path[4400], real[4096];
+	char path[8400];
 	if (spec_get("modules")) {
-		snprintf(path, sizeof path, "/lib/modules/%s", release);
-		resolve_in_lower(path, real, sizeof real);
-		snprintf(path, sizeof path, LAYER "%s", real);
+		snprintf(path, sizeof path, LAYER "%s/%s", spec_need("moddir"), release);
 		mkdir_p(path, 0755);
 	}
 	const char *links[][2] = { { "sysmap", "System.map" }, { "kconfig", "config" } };
-	char boot[4096] = "";
+	int made = 0;
 	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
 		const char *target = spec_get(links[i][0]);
 		if (!target)
@@ -611,13 +567,11 @@ static void kernel_files(void)
 		snprintf(path, sizeof path, "/boot/%s-%s", links[i][1], release);
 		if (strcmp(path, target) == 0)
 			continue; /* an installed kernel's own file: already in place */
-		if (!boot[0]) {
-			/* once: where the host's /boot leads, and its place in the layer */
-			resolve_in_lower("/boot", boot, sizeof boot);
-			snprintf(path, sizeof path, LAYER "%s", boot);
+		if (!made++) {
+			snprintf(path, sizeof path, LAYER "%s", spec_need("boot"));
 			mkdir_p(path, 0755);
 		}
-		snprintf(path, sizeof path, LAYER "%s/%s-%s", boot, links[i][1], release);
+		snprintf(path, sizeof path, LAYER "%s/%s-%s", spec_need("boot"), links[i][1], release);
 		if (symlink(target, path) < 0)
 			say("cannot link %s: %s", path, strerror(errno));
 	}
@@ -637,65 +591,59 @@ static void mount_modules(void)
 	do_mount(from, path, NULL, MS_BIND, NULL);
 }
 
-/* Give the guest its own name, resolvable like any host's, and sudo for the user: files in LAYER. */
+/*
+ * Give the guest its own name, resolvable like any host's, and sudo for the
+ * user: files in LAYER. From the spec, as mkt read them on the host: "etc",
+ * "hosts" (the host's hosts file), "sudo" (sudo is installed), "shadow"
+ * ("locked": the host's shadow file is unreadable to the daemon serving the
+ * root, as to a regular user's qemu).
+ */
 static void identity_files(void)
 {
 	const char *host = spec_need("hostname");
 	if (sethostname(host, strlen(host)) < 0)
 		say("sethostname: %s", strerror(errno));
-	char etc[4096], path[4200];
-	resolve_in_lower("/etc", etc, sizeof etc);
+	const char *etc = spec_need("etc");
+	char path[4200];
 	snprintf(path, sizeof path, LAYER "%s", etc);
 	mkdir_p(path, 0755);
 
 	/* the host's hosts file, then the guest's name */
-	static char hosts[1 << 16];
-	size_t used = 0;
-	snprintf(path, sizeof path, "/lower%s/hosts", etc);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n;
-		while (used < sizeof hosts - 512 && (n = read(fd, hosts + used, sizeof hosts - 512 - used)) > 0)
-			used += (size_t)n;
-		close(fd);
-	}
-	snprintf(hosts + used, sizeof hosts - used, "\n127.0.1.1\t%s\n", host);
+	const char *hosts = spec_get("hosts");
+	size_t len = hosts ? strlen(hosts) : 0;
+	char *text = malloc(len + 600);
+	if (!text)
+		fatal("out of memory");
+	snprintf(text, len + 600, "%s\n127.0.1.1\t%s\n", hosts ? hosts : "", host);
 	snprintf(path, sizeof path, LAYER "%s/hosts", etc);
-	write_file(path, hosts, 0644, 0);
+	write_file(path, text, 0644, 0);
+	free(text);
 	char line[400];
 	snprintf(line, sizeof line, "%s\n", host);
 	snprintf(path, sizeof path, LAYER "%s/hostname", etc);
 	write_file(path, line, 0644, 0);
 
 	const char *user = spec_need("user");
-	if (access("/lower/usr/bin/sudo", X_OK) == 0 && strcmp(user, "root") != 0) {
+	if (spec_get("sudo") && strcmp(user, "root") != 0) {
 		/*
 		 * A fresh sudoers rather than an edited one: when mkt runs as a
 		 * regular user, qemu cannot read the host's (mode 0440).
 		 */
-		char text[600];
-		snprintf(text, sizeof text,
+		char sudoers[600];
+		snprintf(sudoers, sizeof sudoers,
 			 "# written by mkt-init for this VM only\n"
 			 "Defaults env_reset\n"
 			 "Defaults secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n"
 			 "root ALL=(ALL:ALL) ALL\n"
 			 "%s ALL=(ALL:ALL) NOPASSWD: ALL\n", user);
 		snprintf(path, sizeof path, LAYER "%s/sudoers", etc);
-		write_file(path, text, 0440, 0);
+		write_file(path, sudoers, 0440, 0);
 	}
-	/*
-	 * access() would say yes: the guest's root may read anything, and 9p
-	 * leaves the real check to the host, where qemu runs as the user.
-	 */
-	snprintf(path, sizeof path, "/lower%s/shadow", etc);
-	int probe = open(path, O_RDONLY | O_CLOEXEC);
-	if (probe >= 0)
-		close(probe);
-	if (probe < 0 && errno == EACCES) {
+	const char *shadow = spec_get("shadow");
+	if (shadow && strcmp(shadow, "locked") == 0) {
 		/*
-		 * The host's shadow file is unreadable to a regular user's qemu,
-		 * and PAM's account check (sudo) fails without one: give every
-		 * account a locked password and no ageing.
+		 * PAM's account check (sudo) fails without a shadow file: give
+		 * every account a locked password and no ageing.
 		 */
 		snprintf(path, sizeof path, "/lower%s/passwd", etc);
 		FILE *pw = fopen(path, "r");

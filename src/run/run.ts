@@ -7,6 +7,7 @@ import { constants } from 'node:os';
 import { ToolError } from '../errors.js';
 import { findQboot, type HostFacts, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
+import { hostRoot } from '../host/root.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
 import { chooseFs, type FsDecision } from './fs-choice.js';
 import { parseDotConfig } from '../kernel/kconfig.js';
@@ -84,7 +85,7 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
   }
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), fs };
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), root: hostRoot(), fs };
 }
 
 /** The accelerator to try first, and whether a dead KVM may fall back to TCG. */

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findQboot } from '../../src/host/facts.js';
+import { resolveInRoot } from '../../src/host/root.js';
 import { homedir } from 'node:os';
 import { test } from 'node:test';
 import { parseConfig } from '../../src/config/file.js';
@@ -383,4 +384,18 @@ test('simpleArgv: plain words are exec-ready; anything a shell would interpret i
   assert.equal(simpleArgv(`/bin/echo ${Array.from({ length: 200 }, (_, i) => i).join(' ')}`)?.length, 201);
   assert.equal(simpleArgv(''), undefined);
   assert.equal(simpleArgv('   '), undefined);
+});
+
+test("resolveInRoot: the host root's symlinks followed as mkt-init would, missing components kept", () => {
+  const links: Record<string, string> = { '/lib': 'usr/lib', '/usr/lib/modules': '/srv/mods', '/etc': '/etc2/../etc3', '/loop': '/loop' };
+  const readlink = (p: string): string | undefined => links[p];
+  assert.equal(resolveInRoot('/lib/modules', readlink), '/srv/mods');
+  assert.equal(resolveInRoot('/lib/firmware', readlink), '/usr/lib/firmware');
+  assert.equal(resolveInRoot('/boot', readlink), '/boot');
+  assert.equal(resolveInRoot('/etc', readlink), '/etc3');
+  assert.equal(resolveInRoot('/', readlink), '/');
+  // a loop ends after 40 hops, kept as it stands
+  assert.equal(resolveInRoot('/loop/x', readlink), '/loop/x');
+  // and the real root: /etc is where the host keeps it
+  assert.equal(resolveInRoot('/etc'), realpathSync('/etc'));
 });
