@@ -69,7 +69,10 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
   if (staged.modules) r.push(['modules', staged.modules], ['moddir', staged.root.modules]);
   // a tree's files; an installed kernel's are in /boot already
   if (run.kernel.tree) {
-    r.push(['show', run.kernel.tree]);
+    // the tree, where the guest mounts fresh filesystems over the host's (mount_system in
+    // mkt-init): bound back there, as its modules link into it; elsewhere the guest sees it
+    // already, and asking costs mkt-init a lookup per path component
+    if (/^\/(tmp|run|dev|proc|sys)(\/|$)/.test(run.kernel.tree)) r.push(['show', run.kernel.tree]);
     r.push(['boot', staged.root.boot]);
     if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
     if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);

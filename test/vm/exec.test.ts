@@ -1,7 +1,7 @@
 /** Real boots of the test kernel under TCG: --exec semantics. */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -118,6 +118,21 @@ test("the tree's modules load with plain modprobe; System.map and config are in 
   const r = mkt(['run', '--kernel', K, '--exec',
     'modprobe dummy && grep -c "^dummy " /proc/modules && modprobe -r dummy && echo unloaded; cmp /boot/config-$(uname -r) ' + `${K}/.config && echo config; test -s /boot/System.map-$(uname -r) && echo sysmap`]);
   assert.equal(r.stdout.toString(), '1\nunloaded\nconfig\nsysmap\n', r.stderr);
+});
+
+test('a tree under /tmp, which the guest mounts afresh, is bound back: its modules load and its files are there', () => {
+  if (process.getuid?.() !== 0) return; // the bind mount that puts the tree under /tmp needs root
+  const at = join('/tmp', `mkt-tree-${process.pid}`);
+  mkdirSync(at);
+  try {
+    assert.equal(spawnSync('mount', ['--bind', K, at]).status, 0);
+    const r = mkt(['run', '--kernel', at, '--exec', `modprobe dummy && grep -c "^dummy " /proc/modules; test -f ${at}/Makefile && echo tree`]);
+    assert.equal(r.stdout.toString(), '1\ntree\n', r.stderr);
+  } finally {
+    spawnSync('umount', [at]);
+    // never recursive: were the bind still there, that would empty the test kernel's tree
+    rmdirSync(at);
+  }
 });
 
 test('module staging is reused when nothing was rebuilt', () => {

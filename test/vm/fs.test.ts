@@ -143,14 +143,14 @@ test('no virtiofsd or run directory is left, even when qemu is killed', async ()
   await sleep(500);
   assert.ok(vmProcesses().length <= procsBefore, 'a virtiofsd or qemu outlived the run');
   assert.ok(runDirs().length <= before, `run directories left: ${runDirs().join(' ')}`);
-  // nor virtiofsd's lock files (one per socket, in /run/virtiofsd) of this run
+  // nor virtiofsd's lock files in /run/virtiofsd (it makes none for a socket it is given with --fd)
   const locks = existsSync('/run/virtiofsd') ? readdirSync('/run/virtiofsd').filter((n) => n.includes(`.mkt-run-${child.pid}-`)) : [];
   assert.deepEqual(locks, []);
 });
 
-test('a signal while the daemons start, and a SIGKILL of mkt then: no daemon left, nor the run directory', async () => {
+test('a signal, or a SIGKILL of mkt, while qemu waits on daemons that never serve: no daemon left, nor the run directory', async () => {
   if (!asRoot) return;
-  // a daemon that never gets its socket up and ignores SIGTERM, as virtiofsd waiting for qemu does in effect
+  // a daemon that never accepts on its socket and ignores SIGTERM, as virtiofsd waiting for qemu does in effect
   const slow = join(work, 'slow-virtiofsd');
   writeFileSync(slow, `#!/bin/sh\ntrap '' TERM\nexec sleep 60 # mkt-fs-slow-${process.pid}\n`, { mode: 0o755 });
   const needle = `sleep 60`;
