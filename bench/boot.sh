@@ -21,7 +21,6 @@
 #   true       mkt run --exec true
 #   uname      mkt run --exec 'uname -r'
 #   pre        ms from mkt's start to spawning qemu, warm caches (--boot-trace of `true`)
-#   own        ms from mkt's start to starting the VM's first process (virtiofsd, or qemu with 9p)
 #   heavy-9p / heavy-virtiofs
 #              ls -lR and cat | md5sum over a copy of the tree's include/,
 #              exported with --dir, over each filesystem
@@ -89,9 +88,8 @@ one() {
     floor) ms "${fastq[@]}" -append "console=ttyS0 panic=-1 quiet $lean" ;;
     floor-plain) ms "${plainq[@]}" -append "console=ttyS0 panic=-1 quiet" ;;
     true) ms "${ours[@]}" --boot-trace --exec true
-      # mkt's own start-up: the trace's "qemu started", and with virtiofs "virtiofsd started" too
-      sed -n 's/^ *\([0-9]*\) ms .*qemu started$/\1/p' "$work/err" >>"$work/pre.t"
-      sed -n 's/^ *\([0-9]*\) ms .*\(virtiofsd\|qemu\) started$/\1/p' "$work/err" | head -n 1 >>"$work/own.t" ;;
+      # mkt's own start-up: the trace's "qemu started" (qemu is the first process mkt starts)
+      sed -n 's/^ *\([0-9]*\) ms .*qemu started$/\1/p' "$work/err" >>"$work/pre.t" ;;
     uname) ms "${ours[@]}" --exec 'uname -r' ;;
     stdout) ms "${ours[@]}" --exec "$big" ;;
     heavy-9p) ms "${ours[@]}" --fs 9p --dir "$work/include" --exec "$heavy" ;;
@@ -101,13 +99,13 @@ one() {
   esac
 }
 for c in "${cases[@]}"; do one "$c" >/dev/null; done # warm-up
-rm -f "$work/pre.t" "$work/own.t"
+rm -f "$work/pre.t"
 for _ in $(seq 1 "$runs"); do
   for c in "${cases[@]}"; do one "$c" >>"$work/$c.t"; done
 done
 declare -A m
 echo "accel=$accel memory=$mem cpus=$cpus runs=$runs kernel=$tree fs(auto)=$("$mkt" run --kernel "$tree" --exec true --dry-run --verbose 2>&1 >/dev/null | sed -n 's/^mkt: filesystem: \([^ :]*\).*/\1/p')"
-for c in "${cases[@]}" pre own; do
+for c in "${cases[@]}" pre; do
   m[$c]=$(median "$work/$c.t")
   printf '%-16s median %6s ms   [%s]\n' "$c" "${m[$c]}" "$(tr '\n' ' ' <"$work/$c.t")"
 done

@@ -545,7 +545,9 @@ static void show_paths(void)
  * The tree's System.map and .config where tools look for them, and a mount
  * point for its modules. "etc", "boot" and "moddir": /etc, /boot and
  * /lib/modules as the host's root resolves them (Debian's /lib -> usr/lib),
- * found by mkt on the host, where a lookup costs no round trip.
+ * found by mkt on the host, where a lookup costs no round trip. The mount
+ * point is a directory of the layer, which covers whatever the host has at
+ * that release's name (a symlink, say): the staged modules are bound there.
  */
 static void kernel_files(void)
 {

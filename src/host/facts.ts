@@ -3,6 +3,7 @@ import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync
 import { availableParallelism, hostname, totalmem, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostRoot, type HostRoot } from './root.js';
 
 /** The invoking user, as the guest will see them. */
 export interface UserFacts {
@@ -29,6 +30,8 @@ export interface HostFacts {
   readonly initBinary: string;
   /** mkt-ro, which gives the root's virtiofsd a read-only view of /, when built and usable (root only). */
   readonly roHelper: string | undefined;
+  /** What mkt-init needs of the host's root (it is the guest's lower layer), found here. */
+  readonly root: HostRoot;
   /** mkt-exec: starts qemu and the daemons with a parent-death signal (dist/host, built with mkt). */
   readonly execHelper: string;
   readonly depmod: string | undefined;
@@ -145,6 +148,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     // it needs CAP_SYS_ADMIN for its namespace, as Debian's virtiofsd needs root anyway
     roHelper: info.uid === 0 && isExecutable(roHelper) ? roHelper : undefined,
     execHelper: join(packageRoot(), 'dist', 'host', 'mkt-exec'),
+    root: hostRoot(),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
     // asked only when needed: the first touch of process.stdin, stdout or stderr builds its

@@ -16,8 +16,8 @@ export interface HostRoot {
   readonly hosts: string;
   /** sudo is installed: the guest gets a sudoers file for the user. */
   readonly sudo: boolean;
-  /** The daemon serving the root runs as mkt's user: whether it can read the shadow file. */
-  readonly shadowReadable: boolean;
+  /** The daemon serving the root runs as mkt's user: whether the shadow file is there but unreadable to it. */
+  readonly shadowLocked: boolean;
 }
 
 /**
@@ -56,17 +56,19 @@ function tryReadlink(p: string): string | undefined {
   }
 }
 
-function readable(p: string): boolean {
+/** Whether P exists but mkt's user may not read it (a missing file is not locked away). */
+function unreadable(p: string): boolean {
   try {
     accessSync(p, constants.R_OK);
-    return true;
-  } catch {
     return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EACCES';
   }
 }
 
 const HOSTS_LIMIT = 64 * 1024;
 
+/** Gather them (a few readlinks and one small read). */
 export function hostRoot(): HostRoot {
   const etc = resolveInRoot('/etc');
   let hosts = '';
@@ -91,6 +93,6 @@ export function hostRoot(): HostRoot {
     modules: resolveInRoot('/lib/modules'),
     hosts,
     sudo,
-    shadowReadable: readable(`${etc}/shadow`),
+    shadowLocked: unreadable(`${etc}/shadow`),
   };
 }

@@ -1,6 +1,8 @@
 /** The helper daemons a run needs (virtiofsd): their sockets, their start alongside qemu, and their end. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { InternalError } from '../errors.js';
 import { createServer, type Server } from 'node:net';
 import { constants } from 'node:os';
 import { DAEMON_SOCKET_FD } from '../qemu/args.js';
@@ -12,22 +14,26 @@ export interface Daemons {
   /**
    * Start each daemon on its socket (qemu may be connecting already: its
    * connection waits in the socket's backlog). ONFAIL hears, once, of a
-   * daemon that failed: it could not start, or ended by itself with an
-   * error, before kill() or stop().
+   * daemon that failed before kill() or stop(): it could not start, it
+   * ended with an error, or it ended at all while VM_RUNNING() still said
+   * yes (virtiofsd ends with status 0 once qemu, its client, has gone).
    */
-  start(onFail: (why: string) => void): void;
+  start(onFail: (why: string) => void, vmRunning: () => boolean): void;
   /** Send each one SIGKILL now, not waiting: qemu is being ended too. */
   kill(): void;
   /** Kill them, wait for their end, and remove the run directory. */
   stop(): Promise<void>;
-  /** Whether a daemon failed, waiting up to MS for those still running to show it (qemu failing first, say). */
+  /** The failures, waiting up to MS for daemons still running to show one (qemu failing first, say). */
   settle(ms: number): Promise<string>;
 }
 
-/** A daemon failed to start; the message carries its argv and stderr. */
+/** The daemons' sockets could not be made; the message says why. */
 export class DaemonError extends Error {
   override readonly name = 'DaemonError';
 }
+
+/** The longest path a Unix socket address holds (sun_path, with its NUL). */
+const SOCKET_PATH_MAX = 107;
 
 /**
  * Make the run directory and bind each daemon's socket in it, listening:
@@ -49,7 +55,7 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   const kill = (): void => {
     ended = true;
     closeServers();
-    for (const p of procs) if (!p.closed) p.child.kill('SIGKILL');
+    for (const p of procs) if (!p.closed) p.child?.kill('SIGKILL');
   };
   const failures = (): string =>
     procs
@@ -81,25 +87,42 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   if (!plan.daemons.length || !runDir) return daemons;
 
   // private: only this user may reach the sockets (whoever connects gets the shared tree)
+  // a longer path would be cut short (libuv truncates it), and the socket made elsewhere
+  const long = plan.daemons.find((d) => Buffer.byteLength(d.socket) > SOCKET_PATH_MAX);
+  if (long) {
+    throw new DaemonError(`virtiofsd's socket ${long.socket} would be longer than the ${SOCKET_PATH_MAX} bytes a Unix socket path may have: set TMPDIR to a shorter directory`);
+  }
   mkdirSync(runDir, { mode: 0o700 });
+  const fds: number[] = [];
   try {
-    for (const d of plan.daemons) {
+    plan.daemons.forEach((d, i) => {
       if (d.dir) mkdirSync(d.dir);
       // Node's listen() on a path binds and listens before it returns; its close() unlinks the
-      // path it bound, so bind under another name and rename: the socket stays where qemu looks
+      // path it bound, so bind under a scratch name (no longer than the socket's) and rename:
+      // the socket stays where qemu looks
+      const scratch = join(runDir, `${i}.b`);
       const server = createServer();
-      server.on('error', () => {});
-      server.listen(`${d.socket}.bind`);
-      renameSync(`${d.socket}.bind`, d.socket);
+      let failed: Error | undefined;
+      server.on('error', (err) => (failed ??= err));
+      server.listen(scratch);
+      // the listening descriptor, for the daemon's DAEMON_SOCKET_FD (Node has no public accessor)
+      const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+      if (failed || typeof fd !== 'number' || fd < 0) throw failed ?? new InternalError(`no descriptor for the listening socket ${scratch}`);
+      renameSync(scratch, d.socket);
       servers.push(server);
-    }
+      fds.push(fd);
+    });
   } catch (err) {
     closeServers();
     rmSync(runDir, { recursive: true, force: true });
+    if (err instanceof InternalError) throw err;
     throw new DaemonError(`cannot make virtiofsd's socket in ${runDir}: ${(err as Error).message}`);
   }
 
-  daemons.start = (onFail) => {
+  // No turn of the event loop may come between here and start(): libuv would accept qemu's
+  // connection on the listening sockets itself (run.ts calls execute() at once, which spawns
+  // qemu and calls start() in the same turn).
+  daemons.start = (onFail, vmRunning) => {
     let told = false;
     const fail = (p: (typeof procs)[number]): void => {
       p.failed = true;
@@ -107,31 +130,36 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       told = true;
     };
     plan.daemons.forEach((d, i) => {
-      // the listening socket's descriptor (Node has no public accessor), as the daemon's DAEMON_SOCKET_FD
-      const fd = (servers[i] as unknown as { _handle?: { fd?: number } })._handle?.fd;
       const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
       while (stdio.length < DAEMON_SOCKET_FD) stdio.push('ignore');
-      stdio[DAEMON_SOCKET_FD] = typeof fd === 'number' && fd >= 0 ? fd : 'ignore';
+      stdio[DAEMON_SOCKET_FD] = fds[i]!;
       // SIGKILL when mkt dies, as virtiofsd takes SIGTERM for a request to end its session and,
       // before qemu connects, stays blocked waiting for it
       const argv = [helper, String(process.pid), String(constants.signals.SIGKILL), String(DAEMON_SOCKET_FD), ...d.argv];
-      const child = spawn(argv[0]!, argv.slice(1), { stdio });
-      const p = { child, argv: d.argv, stderr: '', closed: false, failed: false };
+      const p = { child: undefined as unknown as ChildProcess, argv: d.argv, stderr: '', closed: false, failed: false };
       procs.push(p);
-      child.stderr?.on('data', (b: Buffer) => {
+      try {
+        p.child = spawn(argv[0]!, argv.slice(1), { stdio });
+      } catch (err) {
+        p.stderr = (err as Error).message;
+        p.closed = true;
+        fail(p);
+        return;
+      }
+      p.child.stderr?.on('data', (b: Buffer) => {
         p.stderr = (p.stderr + b.toString('utf8')).slice(-4000);
       });
-      child.on('error', (err) => {
+      p.child.on('error', (err) => {
         // could not start (mkt-exec missing, say): 'close' may never come
         p.stderr += err.message;
         p.closed = true;
         if (!ended) fail(p);
       });
       // close: after its stderr is all read, so the report has its last words
-      child.on('close', (code, signal) => {
+      p.child.on('close', (code, signal) => {
         const wasClosed = p.closed;
         p.closed = true;
-        if (!ended && !wasClosed && (code !== 0 || signal)) fail(p);
+        if (!ended && !wasClosed && (code !== 0 || signal || vmRunning())) fail(p);
       });
     });
     // the daemons hold the sockets now

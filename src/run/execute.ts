@@ -73,7 +73,7 @@ class Tail {
 }
 
 /** How long a qemu that failed early waits for a daemon's failure to show (see the 'close' handler). */
-const DAEMON_SETTLE_MS = 500;
+const DAEMON_SETTLE_MS = 200;
 
 /** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
 const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
@@ -102,9 +102,6 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       resolve({ kind: 'failed', reason: `cannot start ${argv[0]}: ${(err as Error).message}`, console: '', qemuStderr: '' });
       return;
     }
-    // a daemon that fails before the guest is up takes qemu with it (qemu waits on its socket)
-    opts.daemons?.start((why) => !alive && stop({ kind: 'daemon-failed', reason: why }, 'SIGKILL'));
-    if (opts.trace) opts.trace.daemonsStarted = performance.now();
     const sock = (fd: number): Socket => child.stdio[fd] as Socket;
     const consoleTail = new Tail(64 * 1024);
     const stderrTail = new Tail(16 * 1024);
@@ -123,12 +120,16 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       if (unref) t.unref();
       timers.push(t);
     };
-    const stop = (o: Outcome, signal: NodeJS.Signals = 'SIGTERM'): void => {
-      outcome ??= o;
-      if (child.exitCode === null && child.signalCode === null) {
+    const running = (): boolean => child.exitCode === null && child.signalCode === null;
+    const end = (signal: NodeJS.Signals): void => {
+      if (running()) {
         child.kill(signal);
         later(3000, () => child.kill('SIGKILL'));
       }
+    };
+    const stop = (o: Outcome, signal: NodeJS.Signals = 'SIGTERM'): void => {
+      outcome ??= o;
+      end(signal);
     };
     const onSignal = (sig: NodeJS.Signals): void => stop({ kind: 'signal', signal: sig });
     for (const s of signals) process.on(s, onSignal);
@@ -140,6 +141,21 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     child.on('error', (err) => {
       outcome ??= { kind: 'failed', reason: `cannot start ${argv[0]}: ${err.message}`, console: '', qemuStderr: '' };
     });
+
+    // The daemons, now that qemu is started and watched. One that fails before the guest is up
+    // takes qemu with it (qemu waits on its socket); the outcome is decided once qemu is gone, in
+    // ending(), as qemu may have failed first. Interactively, SIGTERM: qemu restores the terminal.
+    let daemonFailed = false;
+    try {
+      opts.daemons?.start(() => {
+        if (alive) return;
+        daemonFailed = true;
+        end(exec ? 'SIGKILL' : 'SIGTERM');
+      }, running);
+    } catch (err) {
+      stop({ kind: 'failed', reason: `cannot start virtiofsd: ${(err as Error).message}`, console: '', qemuStderr: '' }, 'SIGKILL');
+    }
+    if (opts.trace) opts.trace.daemonsStarted = performance.now();
     child.stderr?.on('data', (b: Buffer) => {
       stderrTail.push(b);
       if (!exec) process.stderr.write(b);
@@ -285,10 +301,11 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       release();
       process.off('exit', onExit);
       // qemu failing before the guest came up may be a daemon's failure showing first (qemu
-      // read EOF on its socket): give the daemons a moment to tell
-      const daemonsSay = !outcome && !alive && opts.daemons ? opts.daemons.settle(DAEMON_SETTLE_MS) : Promise.resolve('');
+      // read EOF on its socket): give the daemons a moment to tell, unless KVM itself failed
+      const kvmFailed = opts.kvmLifeBoundMs !== undefined && KVM_FAILURE.test(stderrTail.text());
+      const daemonsSay = !outcome && !alive && !kvmFailed && opts.daemons ? opts.daemons.settle(daemonFailed ? 0 : DAEMON_SETTLE_MS) : Promise.resolve('');
       void daemonsSay.then((why) => {
-        if (why) outcome = { kind: 'daemon-failed', reason: why };
+        if (why) outcome ??= { kind: 'daemon-failed', reason: why };
         resolve(ending(code, signal));
       });
     });

@@ -1,6 +1,5 @@
 /** planRun: the pure step that turns a resolved run and host facts into qemu's argv, cmdline and spec. */
 import type { HostFacts } from '../host/facts.js';
-import type { HostRoot } from '../host/root.js';
 import {
   accelArgs,
   baseArgs,
@@ -26,8 +25,6 @@ export interface Staged {
   readonly modules: string | undefined;
   /** The firmware to boot with (qboot where qemu ships it), else qemu's default. */
   readonly firmware?: string | undefined;
-  /** Paths and files of the host's root that mkt-init needs, found on the host. */
-  readonly root: HostRoot;
 }
 
 /** Environment variables of the caller that the guest command gets too (others describe the host session). */
@@ -40,8 +37,8 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     ['mode', mode],
     ['fs', fs],
     ['hostname', 'mkt'],
-    ['etc', staged.root.etc],
-    ['hosts', staged.root.hosts],
+    ['etc', host.root.etc],
+    ['hosts', host.root.hosts],
     ['user', u.name],
     ['uid', String(u.uid)],
     ['gid', String(u.gid)],
@@ -64,16 +61,16 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
   if (mode === 'shell' && host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);
   run.dirs.forEach((d, i) => r.push(['dir', `${dirTag(i)}:${d.real}`]));
   for (const d of run.aliases) r.push(['alias', d.path], ['to', d.real]);
-  if (staged.root.sudo) r.push(['sudo', '1']);
-  if (!staged.root.shadowReadable) r.push(['shadow', 'locked']);
-  if (staged.modules) r.push(['modules', staged.modules], ['moddir', staged.root.modules]);
+  if (host.root.sudo) r.push(['sudo', '1']);
+  if (host.root.shadowLocked) r.push(['shadow', 'locked']);
+  if (staged.modules) r.push(['modules', staged.modules], ['moddir', host.root.modules]);
   // a tree's files; an installed kernel's are in /boot already
   if (run.kernel.tree) {
     // the tree, where the guest mounts fresh filesystems over the host's (mount_system in
     // mkt-init): bound back there, as its modules link into it; elsewhere the guest sees it
     // already, and asking costs mkt-init a lookup per path component
     if (/^\/(tmp|run|dev|proc|sys)(\/|$)/.test(run.kernel.tree)) r.push(['show', run.kernel.tree]);
-    r.push(['boot', staged.root.boot]);
+    r.push(['boot', host.root.boot]);
     if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
     if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);
   }

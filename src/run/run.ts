@@ -7,7 +7,6 @@ import { constants } from 'node:os';
 import { ToolError } from '../errors.js';
 import { findQboot, type HostFacts, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
-import { hostRoot } from '../host/root.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
 import { chooseFs, type FsDecision } from './fs-choice.js';
 import { parseDotConfig } from '../kernel/kconfig.js';
@@ -85,7 +84,7 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
   }
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), root: hostRoot(), fs };
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), fs };
 }
 
 /** The accelerator to try first, and whether a dead KVM may fall back to TCG. */
@@ -132,31 +131,17 @@ export function consoleExcerpt(text: string): string {
 
 /**
  * A fresh name for this run's private directory. Stale ones of dead mkt
- * processes are removed first, with any daemon still serving from one
- * (they have a parent-death signal: this is for what still holds on).
+ * processes (SIGKILLed: their daemons died with them, by the parent-death
+ * signal) are removed first.
  */
 function newRunDir(): string {
   const base = tmpdir();
   for (const name of readdirSync(base)) {
     const m = /^mkt-run-(\d+)-/.exec(name);
     if (!m || processAlive(Number(m[1]))) continue;
-    const dir = join(base, name);
-    killServing(dir);
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(base, name), { recursive: true, force: true });
   }
   return join(base, `mkt-run-${process.pid}-${randomBytes(4).toString('hex')}`);
-}
-
-/** SIGKILL every process whose command line names a path in DIR (mkt's daemons of a dead run). */
-function killServing(dir: string): void {
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').some((a) => a.includes(`${dir}/`))) process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      /* gone meanwhile, or not ours to read or kill */
-    }
-  }
 }
 
 function processAlive(pid: number): boolean {
@@ -233,9 +218,11 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     } catch (err) {
       if (!(err instanceof DaemonError)) throw err;
       if (fallBack(err.message)) continue;
-      reporter.error(`virtiofsd failed to start (--fs 9p avoids it):\n${err.message}`);
+      reporter.error(`virtiofsd cannot start (--fs 9p avoids it): ${err.message}`);
       return EXIT.failed;
     }
+    // no await from here until execute() has spawned qemu and handed the sockets to the daemons
+    // (see prepareDaemons)
     const outcome: Outcome = await execute(plan, {
       trace,
       timeout: run.timeout,

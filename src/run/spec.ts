@@ -9,8 +9,13 @@ export function encodeSpec(records: readonly SpecRecord[]): Buffer {
     if (!/^[a-z]+$/.test(k)) throw new Error(`bad spec key ${k}`);
     if (v.includes('\0')) throw new UsageError(`${k} value contains a NUL byte, which cannot be passed to the guest`);
   }
-  return Buffer.from(records.map(([k, v]) => `${k}=${v}\0`).join('') + '\0', 'utf8');
+  const spec = Buffer.from(records.map(([k, v]) => `${k}=${v}\0`).join('') + '\0', 'utf8');
+  if (spec.length > SPEC_LIMIT) throw new UsageError(`the run is ${spec.length} bytes to describe to the guest, more than the ${SPEC_LIMIT} mkt-init reads: shorten the command or drop some --dir`);
+  return spec;
 }
+
+/** What mkt-init's read_spec holds (its buffer, less the host clock record that leads the spec). */
+export const SPEC_LIMIT = (1 << 20) - 64;
 
 /** Decode an encoded spec (for tests and debugging). */
 export function decodeSpec(buf: Buffer): SpecRecord[] {

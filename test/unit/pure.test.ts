@@ -16,6 +16,7 @@ import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/module
 import { accelArgs, consoleArgs, firmwareArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
 import { chooseFs } from '../../src/run/fs-choice.js';
 import { simpleArgv } from '../../src/run/simple-command.js';
+import { specRecords } from '../../src/run/plan.js';
 import { virtiofsSupport } from '../../src/kernel/features.js';
 import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
@@ -398,4 +399,19 @@ test("resolveInRoot: the host root's symlinks followed as mkt-init would, missin
   assert.equal(resolveInRoot('/loop/x', readlink), '/loop/x');
   // and the real root: /etc is where the host keeps it
   assert.equal(resolveInRoot('/etc'), realpathSync('/etc'));
+});
+
+test("the run spec carries what mkt found in the host's root, and binds the tree back only where the guest hides it", () => {
+  const root = { etc: '/etc', boot: '/boot', modules: '/usr/lib/modules', hosts: '127.0.0.1 localhost\n', sudo: true, shadowLocked: false };
+  const host = { user: { name: 'u', uid: 1000, gid: 1000, groups: [1000], home: '/home/u', shell: '/bin/sh' }, env: {}, terminal: undefined, root } as never;
+  const run = (tree: string) => ({ cwd: '/home/u', dirs: [], aliases: [], exec: 'true', kernel: { tree, sysmap: `${tree}/System.map`, dotconfig: `${tree}/.config` } }) as never;
+  const get = (recs: readonly (readonly [string, string])[], k: string): string[] => recs.filter(([key]) => key === k).map(([, v]) => v);
+  let r = specRecords(run('/home/u/linux'), host, { initramfs: 'x', modules: '/c/lib/modules/6.1' } as never, 'exec', 'virtiofs');
+  assert.deepEqual([get(r, 'etc'), get(r, 'boot'), get(r, 'moddir'), get(r, 'hosts'), get(r, 'sudo'), get(r, 'shadow')],
+    [['/etc'], ['/boot'], ['/usr/lib/modules'], ['127.0.0.1 localhost\n'], ['1'], []]);
+  assert.deepEqual(get(r, 'show'), [], 'a tree in home is visible in the guest as it is');
+  r = specRecords(run('/tmp/linux'), { ...(host as object), root: { ...root, sudo: false, shadowLocked: true } } as never, { initramfs: 'x', modules: undefined } as never, 'exec', '9p');
+  assert.deepEqual([get(r, 'show'), get(r, 'sudo'), get(r, 'shadow'), get(r, 'moddir')], [['/tmp/linux'], [], ['locked'], []]);
+  assert.deepEqual(get(specRecords(run('/run/k'), host, { initramfs: 'x' } as never, 'exec'), 'show'), ['/run/k']);
+  assert.deepEqual(get(specRecords(run('/tmpfoo/k'), host, { initramfs: 'x' } as never, 'exec'), 'show'), []);
 });
