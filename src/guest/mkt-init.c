@@ -869,9 +869,15 @@ static void exec_plain(char **env)
 static void run_exec(int in_fd, int out_port, int err_port)
 {
 	const char *cmd = spec_need("cmd");
-	int out[2], err[2];
-	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+	/*
+	 * stdin through a pipe too, not the port itself: a virtio port opens
+	 * once, so `cat /dev/stdin` (a reopen) would fail with EBUSY.
+	 */
+	int out[2], err[2], inp[2];
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(inp, O_CLOEXEC) < 0 || pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		fatal("pipe: %s", strerror(errno));
+	/* a command that leaves stdin unread must not kill init with SIGPIPE; the command itself gets the default back */
+	signal(SIGPIPE, SIG_IGN);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_sigchld;
@@ -884,8 +890,9 @@ static void run_exec(int in_fd, int out_port, int err_port)
 		fatal("fork: %s", strerror(errno));
 	if (pid == 0) {
 		signal(SIGCHLD, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
 		setsid();
-		dup2(in_fd, 0);
+		dup2(inp[0], 0);
 		dup2(out[1], 1);
 		dup2(err[1], 2);
 		drop_privileges();
@@ -899,7 +906,9 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	t_cmd = uptime_ms();
 	close(out[1]);
 	close(err[1]);
-	close(in_fd);
+	close(inp[0]);
+	fcntl(in_fd, F_SETFL, O_NONBLOCK);
+	fcntl(inp[1], F_SETFL, O_NONBLOCK);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	fcntl(err[0], F_SETFL, O_NONBLOCK);
 	/* bigger pipes: fewer wake-ups per megabyte of output */
@@ -907,10 +916,41 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	fcntl(err[0], F_SETPIPE_SZ, 1 << 20);
 	long long nout = 0, nerr = 0;
 	int status = -1;
-	struct pollfd fds[3] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 }, { sigchld_pipe[0], POLLIN, 0 } };
+	/* stdin: from the port into the pipe, a buffer at a time, its EOF passed on as the pipe's */
+	static char ibuf[65536];
+	size_t ilen = 0, ioff = 0;
+	struct pollfd fds[5] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 }, { sigchld_pipe[0], POLLIN, 0 }, { in_fd, POLLIN, 0 }, { -1, POLLOUT, 0 } };
 	while (status < 0) {
-		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+		fds[3].fd = ilen == 0 ? in_fd : -1;
+		fds[4].fd = ilen > 0 ? inp[1] : -1;
+		if (poll(fds, 5, -1) < 0 && errno != EINTR)
 			fatal("poll: %s", strerror(errno));
+		if (fds[3].fd >= 0 && fds[3].revents) {
+			ssize_t n = read(in_fd, ibuf, sizeof ibuf);
+			if (n > 0) {
+				ilen = (size_t)n;
+				ioff = 0;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				/* the host's EOF (or a port gone): the command's too */
+				close(in_fd);
+				close(inp[1]);
+				in_fd = inp[1] = -1;
+			}
+		}
+		if (fds[4].fd >= 0 && fds[4].revents) {
+			ssize_t w = write(inp[1], ibuf + ioff, ilen - ioff);
+			if (w > 0) {
+				ioff += (size_t)w;
+				if (ioff == ilen)
+					ilen = 0;
+			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				/* the command closed its stdin: read no more of it */
+				close(in_fd);
+				close(inp[1]);
+				in_fd = inp[1] = -1;
+				ilen = 0;
+			}
+		}
 		for (int i = 0; i < 2; i++)
 			if (fds[i].fd >= 0 && fds[i].revents) {
 				if (relay(fds[i].fd, i ? err_port : out_port, i ? &nerr : &nout, 1 << 20) < 0) {
@@ -930,6 +970,10 @@ static void run_exec(int in_fd, int out_port, int err_port)
 			if (w == pid)
 				status = wait_status_code(st);
 	}
+	if (in_fd >= 0)
+		close(in_fd);
+	if (inp[1] >= 0)
+		close(inp[1]);
 	/*
 	 * What the command wrote before it ended: the bytes in the pipe now,
 	 * and no more, so a background child still writing cannot keep the VM up.

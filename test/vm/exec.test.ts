@@ -158,6 +158,14 @@ test('the guest is an ordinary system: lo up, /dev/shm tmpfs, hostname resolves,
   assert.equal(r.stderr, 'to-stderr\n');
 });
 
+test("the command's own stdin reopens as /dev/stdin, and one that leaves it unread is not stuck", () => {
+  const r = mkt(['run', '--kernel', K, '--exec', 'cat /dev/stdin; cat /proc/self/fd/0; echo end'], { input: 'from-host\n' });
+  assert.equal(r.stdout.toString(), 'from-host\nend\n', r.stderr);
+  const unread = mkt(['run', '--kernel', K, '--exec', 'echo ignored-stdin'], { input: Buffer.alloc(4 << 20, 0x61) });
+  assert.equal(unread.code, 0, unread.stderr);
+  assert.equal(unread.stdout.toString(), 'ignored-stdin\n');
+});
+
 test('--timeout ends a hung command with 124 and says so', () => {
   const r = mkt(['run', '--kernel', K, '--timeout', '15', '--exec', 'sleep 1000']);
   assert.equal(r.code, 124);
