@@ -18,7 +18,8 @@
  *
  * Spec format (host to guest, on mkt.ctl): records "key=value" separated by
  * NUL bytes, ended by an empty record. Guest to host: text lines
- * "hello", "exit CODE OUTBYTES ERRBYTES", "error MESSAGE".
+ * "hello INIT NOW", "ready ROOT CMD", "exit CODE OUTBYTES ERRBYTES CMD END",
+ * "error MESSAGE" (times in ms since the kernel started).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -66,7 +67,7 @@ static double uptime_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static double t_init, t_cmd;
+static double t_init, t_root, t_cmd;
 
 /* make CFLAGS+=-DMKT_STEPS: each boot step's end time on the console, for finding where time goes */
 #ifdef MKT_STEPS
@@ -904,6 +905,8 @@ static void run_exec(int in_fd, int out_port, int err_port)
 		_exit(127);
 	}
 	t_cmd = uptime_ms();
+	/* ready ROOT CMD: when the root was mounted and the command (or shell) started */
+	ctl_line("ready %.3f %.3f", t_root, t_cmd);
 	close(out[1]);
 	close(err[1]);
 	close(inp[0]);
@@ -1027,6 +1030,8 @@ static void run_shell(void)
 		_exit(127);
 	}
 	t_cmd = uptime_ms();
+	/* ready ROOT CMD: when the root was mounted and the command (or shell) started */
+	ctl_line("ready %.3f %.3f", t_root, t_cmd);
 	/*
 	 * While the shell runs, the host sends "winsize ROWS COLS" when its
 	 * terminal is resized; setting it on hvc0 sends the shell SIGWINCH.
@@ -1134,7 +1139,7 @@ int main(void)
 	STEP("dir_aliases");
 	loopback_up();
 	STEP("loopback_up");
-	ctl_line("ready %.3f", uptime_ms());
+	t_root = uptime_ms();
 
 	if (strcmp(mode, "exec") == 0)
 		run_exec(in_fd, out_port, err_port);

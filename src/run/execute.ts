@@ -112,7 +112,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     let errBytes = 0;
     let acked = false;
     const timers: NodeJS.Timeout[] = [];
-    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
     /** Run FN after MS unless qemu is gone by then; an unref'd timer does not keep mkt up on its own. */
     const later = (ms: number, fn: () => void, unref = true): void => {
@@ -145,10 +145,15 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     // The daemons, now that qemu is started and watched. One that fails before the guest is up
     // takes qemu with it (qemu waits on its socket); the outcome is decided once qemu is gone, in
     // ending(), as qemu may have failed first. Interactively, SIGTERM: qemu restores the terminal.
+    // One that ends while the guest runs leaves its mount hanging: end the run, once qemu has not
+    // ended within a moment (a daemon also ends when qemu, its client, goes first).
     let daemonFailed = false;
     try {
-      opts.daemons?.start(() => {
-        if (alive) return;
+      opts.daemons?.start((why) => {
+        if (alive) {
+          later(DAEMON_SETTLE_MS, () => running() && stop({ kind: 'failed', reason: `virtiofsd ended while the VM ran; the guest's files there are gone:\n${why}`, console: '', qemuStderr: '' }, exec ? 'SIGKILL' : 'SIGTERM'));
+          return;
+        }
         daemonFailed = true;
         end(exec ? 'SIGKILL' : 'SIGTERM');
       }, running);
@@ -209,7 +214,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
           startStdin();
           opts.onAlive?.();
         } else if (words[0] === 'ready') {
-          if (trace) trace.guestRoot = Number(words[1]);
+          if (trace) [trace.guestRoot, trace.guestCommand] = [Number(words[1]), Number(words[2])];
         } else if (words[0] === 'exit') {
           const [code, out, err, tCmd, tEnd] = words.slice(1).map(Number);
           exitReport = { code: code ?? 125, out: out ?? 0, err: err ?? 0 };

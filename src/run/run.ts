@@ -169,7 +169,7 @@ export function renderTrace(t: BootTrace, plan: RunPlan): string {
   ];
   let prev = 0;
   const lines = rows.map(([name, ms]) => {
-    if (ms === undefined) return `  ${'-'.padStart(8)}          ${name}`;
+    if (ms === undefined) return `  ${'-'.padStart(8)}    ${''.padStart(8)}  ${name}`;
     const line = `  ${ms.toFixed(0).padStart(8)} ms ${`(+${(ms - prev).toFixed(0)})`.padStart(8)}  ${name}`;
     prev = ms;
     return line;

@@ -146,6 +146,26 @@ test('a virtiofsd that ends at once with status 0, and sockets too long for TMPD
   assert.deepEqual(readdirSync(deep), [], 'nothing left in that TMPDIR');
 });
 
+test('a virtiofsd that dies while the guest runs ends the run with 125 and says so, rather than hang', async () => {
+  if (!asRoot) return;
+  const dir = join(work, `served-${process.pid}`);
+  mkdirSync(dir);
+  const child = spawn(MKT, ['run', '--kernel', K, '--fs', 'virtiofs', '--dir', dir, '--exec', `sleep 3; ls ${dir}; echo survived`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const daemon = (): number[] => spawnSync('pgrep', ['-f', `virtiofsd --fd=3 -o source=${dir} `]).stdout.toString().split('\n').filter(Boolean).map(Number);
+  for (let i = 0; i < 100 && !daemon().length; i++) await sleep(50);
+  assert.ok(daemon().length, 'the daemon never started');
+  await sleep(1500);
+  for (const pid of daemon()) process.kill(pid, 'SIGKILL');
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  assert.equal(code, 125, err);
+  assert.match(err, /virtiofsd ended while the VM ran/);
+  assert.equal(out, '');
+});
+
 test('no virtiofsd or run directory is left, even when qemu is killed', async () => {
   const before = runDirs().length;
   const procsBefore = vmProcesses().length;
