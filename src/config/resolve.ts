@@ -237,5 +237,6 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     verbose: flags.verbose,
     bootTrace: flags.bootTrace ?? false,
     cwd,
+    cwdReal: cwd === GONE_CWD ? cwd : process.cwd(),
   });
 }

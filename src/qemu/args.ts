@@ -118,14 +118,15 @@ export interface VirtiofsShare {
 
 /** The virtiofs shares: the host root (through a read-only view when mkt-ro is there), then each exported directory. */
 export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, readOnlyRoot = false): VirtiofsShare[] {
-  const share = (tag: string, source: string, cache: VirtiofsShare['cache']): VirtiofsShare => ({
+  // short socket names: a Unix socket's path holds 107 bytes, TMPDIR included
+  const share = (tag: string, n: number, source: string, cache: VirtiofsShare['cache']): VirtiofsShare => ({
     tag,
     source,
-    socket: `${runDir}/${tag}.sock`,
+    socket: `${runDir}/fs${n}`,
     cache,
   });
-  const root = readOnlyRoot ? { ...share('mktroot', `${runDir}/root`, 'always'), readOnlyView: `${runDir}/root` } : share('mktroot', '/', 'always');
-  return [root, ...dirs.map((d, i) => share(dirTag(i), d.real, 'auto'))];
+  const root = readOnlyRoot ? { ...share('mktroot', 0, `${runDir}/root`, 'always'), readOnlyView: `${runDir}/root` } : share('mktroot', 0, '/', 'always');
+  return [root, ...dirs.map((d, i) => share(dirTag(i), i + 1, d.real, 'auto'))];
 }
 
 /** qemu's side of the virtiofs shares: a vhost-user-fs device per share. */

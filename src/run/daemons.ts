@@ -92,9 +92,9 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   if (long) {
     throw new DaemonError(`virtiofsd's socket ${long.socket} would be longer than the ${SOCKET_PATH_MAX} bytes a Unix socket path may have: set TMPDIR to a shorter directory`);
   }
-  mkdirSync(runDir, { mode: 0o700 });
   const fds: number[] = [];
   try {
+    mkdirSync(runDir, { mode: 0o700 });
     plan.daemons.forEach((d, i) => {
       if (d.dir) mkdirSync(d.dir);
       // Node's listen() on a path binds and listens before it returns; its close() unlinks the

@@ -30,6 +30,11 @@ export interface Staged {
 /** Environment variables of the caller that the guest command gets too (others describe the host session). */
 export const CARRIED_ENV = /^(LANG|LANGUAGE|LC_[A-Z]+|TZ|EDITOR|VISUAL|PAGER)$/;
 
+/** Whether the guest mounts a fresh filesystem over PATH (mount_system in mkt-init), hiding the host's. */
+export function hiddenInGuest(path: string): boolean {
+  return /^\/(tmp|run|dev|proc|sys)(\/|$)/.test(path);
+}
+
 /** The records of the run spec for mkt-init. */
 export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, mode: RunPlan['mode'], fs: Fs = '9p'): SpecRecord[] {
   const u = host.user;
@@ -48,9 +53,13 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     ['path', host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin'],
     ['term', host.env.TERM || 'linux'],
   ];
-  // the guest's /tmp and /run are fresh: the host's directory is not what the guest would show there
-  const freshDir = (run.cwd === '/tmp' || run.cwd === '/run') && !run.dirs.some((d) => d.path === run.cwd || d.real === run.cwd);
-  if (!freshDir) r.push(['cwd', run.cwd]);
+  // where the guest mounts fresh filesystems, the host's directory is not what the guest shows, unless
+  // exported: start in the caller's directory as they name it where the guest shows it, else as it
+  // really is (a symlink in /tmp to an export, say), else in home
+  const inside = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+  const shown = (p: string): boolean => !hiddenInGuest(p) || run.dirs.some((d) => inside(p, d.path) || inside(p, d.real));
+  const cwd = [run.cwd, run.cwdReal ?? run.cwd].find(shown);
+  if (cwd) r.push(['cwd', cwd]);
   if (mode === 'exec') {
     const cmd = run.exec ?? 'true';
     r.push(['cmd', cmd]);
@@ -69,7 +78,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     // the tree, where the guest mounts fresh filesystems over the host's (mount_system in
     // mkt-init): bound back there, as its modules link into it; elsewhere the guest sees it
     // already, and asking costs mkt-init a lookup per path component
-    if (/^\/(tmp|run|dev|proc|sys)(\/|$)/.test(run.kernel.tree)) r.push(['show', run.kernel.tree]);
+    if (hiddenInGuest(run.kernel.tree)) r.push(['show', run.kernel.tree]);
     r.push(['boot', host.root.boot]);
     if (run.kernel.sysmap) r.push(['sysmap', run.kernel.sysmap]);
     if (run.kernel.dotconfig) r.push(['kconfig', run.kernel.dotconfig]);

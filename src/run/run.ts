@@ -129,17 +129,34 @@ export function consoleExcerpt(text: string): string {
   return excerpt.join('\n') + (from + 40 < lines.length ? `\n[... ${lines.length - from - 40} more lines]\n${lines.slice(-3).join('\n')}` : '');
 }
 
-/**
- * A fresh name for this run's private directory. Stale ones of dead mkt
- * processes (SIGKILLed: their daemons died with them, by the parent-death
- * signal) are removed first.
- */
+/** Remove the private directories of dead mkt processes (SIGKILLed: their daemons died with them, by the parent-death signal). */
+function sweepRunDirs(): void {
+  const base = tmpdir();
+  let names: string[] = [];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return; // a TMPDIR that cannot be read holds none of ours (newRunDir says what is wrong with it)
+  }
+  for (const name of names) {
+    const m = /^mkt-run-(\d+)-/.exec(name);
+    if (m && !processAlive(Number(m[1]))) rmSync(join(base, name), { recursive: true, force: true });
+  }
+}
+
+/** A fresh name for this run's private directory, in a TMPDIR that can hold it. */
 function newRunDir(): string {
   const base = tmpdir();
-  for (const name of readdirSync(base)) {
-    const m = /^mkt-run-(\d+)-/.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
-    rmSync(join(base, name), { recursive: true, force: true });
+  const fix = 'set TMPDIR to a writable directory, or unset it';
+  if (!base.startsWith('/')) throw new DaemonError(`TMPDIR=${base} is not an absolute path: ${fix}`);
+  try {
+    if (!statSync(base).isDirectory()) throw new DaemonError(`TMPDIR=${base} is not a directory: ${fix}`);
+    accessSync(base, fsConstants.W_OK);
+  } catch (err) {
+    if (err instanceof DaemonError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const what = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not writable by you' : `cannot be used (${(err as Error).message})`;
+    throw new DaemonError(`TMPDIR=${base} ${what}: ${fix}`);
   }
   return join(base, `mkt-run-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
@@ -189,7 +206,27 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   }
   let staged = stage(run, host);
   reporter.info(`filesystem: ${staged.fs.why}`);
-  let runDir = staged.fs.fs === 'virtiofs' ? newRunDir() : undefined;
+  let runDir: string | undefined;
+  const fallBack = (why: string): boolean => {
+    if (run.fs !== 'auto') return false;
+    // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
+    reporter.info(`filesystem: 9p, as virtiofsd did not start:\n${why}`);
+    staged = stage({ ...run, fs: '9p' }, host);
+    runDir = undefined;
+    return true;
+  };
+  sweepRunDirs();
+  if (staged.fs.fs === 'virtiofs') {
+    try {
+      runDir = newRunDir();
+    } catch (err) {
+      if (!(err instanceof DaemonError)) throw err;
+      if (!fallBack(err.message)) {
+        reporter.error(`virtiofsd cannot start (--fs 9p avoids it): ${err.message}`);
+        return EXIT.failed;
+      }
+    }
+  }
   let { accel, watch } = chooseAccel(run, host, reporter);
   for (;;) {
     const plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
@@ -205,14 +242,6 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     const bound = probe > 0 ? probe * 1000 : KVM_LIFE_BOUND_MS;
     const trace: BootTrace = {};
     let daemons: Daemons;
-    const fallBack = (why: string): boolean => {
-      if (run.fs !== 'auto') return false;
-      // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
-      reporter.info(`filesystem: 9p, as virtiofsd did not start:\n${why}`);
-      staged = stage({ ...run, fs: '9p' }, host);
-      runDir = undefined;
-      return true;
-    };
     try {
       daemons = prepareDaemons(plan, host.execHelper);
     } catch (err) {

@@ -35,7 +35,9 @@ export interface ResolvedRun {
   readonly verbose: boolean;
   /** Print when each boot phase finished (--boot-trace). */
   readonly bootTrace: boolean;
+  /** The caller's directory as their shell names it ($PWD, symlinks kept), and as it really is. */
   readonly cwd: string;
+  readonly cwdReal?: string;
 }
 
 /** File descriptors qemu inherits (the socketpairs mkt talks to the guest through). */

@@ -310,7 +310,7 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
   const shares = virtiofsShares([{ path: '/tmp/a,b', real: '/tmp/a,b' }], '/run/x');
   assert.deepEqual(shares.map((s) => [s.tag, s.source, s.cache]), [['mktroot', '/', 'always'], ['mktd0', '/tmp/a,b', 'auto']]);
   assert.deepEqual(virtiofsArgs(shares).slice(4), [
-    '-chardev', 'socket,id=mktfs1,path=/run/x/mktd0.sock', '-device', 'vhost-user-fs-pci,chardev=mktfs1,tag=mktd0,queue-size=1024',
+    '-chardev', 'socket,id=mktfs1,path=/run/x/fs1', '-device', 'vhost-user-fs-pci,chardev=mktfs1,tag=mktd0,queue-size=1024',
   ]);
   const argv = virtiofsdArgv('/usr/lib/qemu/virtiofsd', shares[1]!);
   assert.ok(argv.includes('source=/tmp/a\\,b'), 'virtiofsd splits -o values on commas: escaped with a backslash');
@@ -414,4 +414,12 @@ test("the run spec carries what mkt found in the host's root, and binds the tree
   assert.deepEqual([get(r, 'show'), get(r, 'sudo'), get(r, 'shadow'), get(r, 'moddir')], [['/tmp/linux'], [], ['locked'], []]);
   assert.deepEqual(get(specRecords(run('/run/k'), host, { initramfs: 'x' } as never, 'exec'), 'show'), ['/run/k']);
   assert.deepEqual(get(specRecords(run('/tmpfoo/k'), host, { initramfs: 'x' } as never, 'exec'), 'show'), []);
+  // the guest's starting directory: as the caller names it where the guest shows it, else as it really is, else none (home)
+  const at = (cwd: string, cwdReal: string, dirs: { path: string; real: string }[] = []): string[] =>
+    get(specRecords({ ...(run('/home/u/linux') as object), cwd, cwdReal, dirs } as never, host, { initramfs: 'x' } as never, 'exec'), 'cwd');
+  assert.deepEqual(at('/home/u/src', '/home/u/src'), ['/home/u/src']);
+  assert.deepEqual(at('/tmp/t/link', '/tmp/t/plain', [{ path: '/tmp/t/plain', real: '/tmp/t/plain' }]), ['/tmp/t/plain']);
+  assert.deepEqual(at('/tmp/t', '/tmp/t', [{ path: '/tmp/t/plain', real: '/tmp/t/plain' }]), []);
+  assert.deepEqual(at('/tmp', '/tmp'), []);
+  assert.deepEqual(at('/tmp/x', '/tmp/x', [{ path: '/tmp/x', real: '/tmp/x' }]), ['/tmp/x']);
 });

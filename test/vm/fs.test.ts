@@ -135,8 +135,8 @@ test('a virtiofsd that ends at once with status 0, and sockets too long for TMPD
   const strict = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'echo booted'], { env: { MKT_VIRTIOFSD: quiet } });
   assert.equal(strict.code, 125);
   assert.match(strict.stderr, /virtiofsd failed to start \(--fs 9p avoids it\)/);
-  // a Unix socket path holds 107 bytes: a TMPDIR of 100 leaves no room for the run directory's sockets
-  const deep = join(work, 'd'.repeat(100 - work.length - 1));
+  // a Unix socket path holds 107 bytes: a TMPDIR of 90 leaves no room for the run directory's sockets
+  const deep = join(work, 'd'.repeat(90 - work.length - 1));
   mkdirSync(deep);
   const long = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'echo booted'], { env: { TMPDIR: deep } });
   assert.equal(long.code, 125);
