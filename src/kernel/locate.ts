@@ -47,7 +47,7 @@ function readHead(path: string, shown: string): Buffer {
 
 /** Read the release from a bzImage's header, or fail naming the file and what to pass instead. */
 export function bzImageRelease(path: string, shown: string): string {
-  const info = parseBzImage(readHead(path, shown));
+  const info = parseBzImage(readHead(path, shown), statSync(path).size);
   if (isNotBzImage(info)) {
     const hint = basename(path).startsWith('vmlinux')
       ? `pass ${TREE_IMAGE} (or the tree itself) instead`

@@ -24,7 +24,7 @@ export function chooseFs(
   if (!host.virtiofsd) reason = 'no virtiofsd found (Debian ships it in qemu-system-x86 as /usr/lib/qemu/virtiofsd)';
   else if (host.uid !== 0) reason = `${host.virtiofsd} needs root (it chroots into the shared directory); run mkt as root for virtiofs`;
   else if (kernel === 'no') reason = 'the kernel lacks CONFIG_VIRTIO_FS or CONFIG_FUSE_FS (mkt kconfig adds them)';
-  else if (kernel === 'unknown') reason = "the kernel's .config is unknown, so its virtiofs support is too";
+  else if (kernel === 'unknown') reason = 'without its .config (a bzImage on its own), whether the kernel has CONFIG_VIRTIO_FS is unknown: pass its tree';
   if (!reason) return { fs: 'virtiofs', why: `virtiofs through ${host.virtiofsd}` };
   if (choice === 'virtiofs') throw new ToolError(`--fs virtiofs: ${reason}; or use --fs 9p`);
   return { fs: '9p', why: `9p: ${reason}` };
