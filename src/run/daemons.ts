@@ -1,6 +1,6 @@
 /** The helper daemons a run needs (virtiofsd): their sockets, their start alongside qemu, and their end. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { fstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { InternalError } from '../errors.js';
 import { createServer, type Server } from 'node:net';
@@ -25,6 +25,8 @@ export interface Daemons {
   stop(): Promise<void>;
   /** The failures, waiting up to MS for daemons still running to show one (qemu failing first, say). */
   settle(ms: number): Promise<string>;
+  /** Daemons running but still not serving (they have not accepted qemu's connection), for a report; '' when none. */
+  unserved(): string;
 }
 
 /** The daemons' sockets could not be made; the message says why. */
@@ -83,7 +85,30 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
     );
     if (runDir) rmSync(runDir, { recursive: true, force: true });
   };
-  const daemons: Daemons = { start: () => {}, kill, stop, settle };
+  // a daemon serves once it has accepted qemu's connection: a socket among its descriptors past
+  // stdio (Node's stdio pipes are sockets too) besides the listening one, as /proc shows
+  const inodes: number[] = [];
+  const unserved = (): string =>
+    procs
+      .filter((p, i) => {
+        if (p.closed || !p.child.pid) return false;
+        let links: string[];
+        try {
+          links = readdirSync(`/proc/${p.child.pid}/fd`).filter((f) => Number(f) > 2).map((f) => {
+            try {
+              return readlinkSync(`/proc/${p.child.pid}/fd/${f}`);
+            } catch {
+              return '';
+            }
+          });
+        } catch {
+          return false;
+        }
+        return !links.some((l) => l.startsWith('socket:') && l !== `socket:[${inodes[i]}]`);
+      })
+      .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim() || '(nothing on stderr)'}`)
+      .join('\n');
+  const daemons: Daemons = { start: () => {}, kill, stop, settle, unserved };
   if (!plan.daemons.length || !runDir) return daemons;
 
   // private: only this user may reach the sockets (whoever connects gets the shared tree)
@@ -111,6 +136,7 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       renameSync(scratch, d.socket);
       servers.push(server);
       fds.push(fd);
+      inodes.push(fstatSync(fd).ino);
     });
   } catch (err) {
     closeServers();

@@ -75,6 +75,9 @@ class Tail {
 /** How long a qemu that failed early waits for a daemon's failure to show (see the 'close' handler). */
 const DAEMON_SETTLE_MS = 200;
 
+/** How long a daemon may take to accept qemu's connection (virtiofsd takes milliseconds) before the run gives up on it. */
+const DAEMON_ACCEPT_MS = 10_000;
+
 /** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
 const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
 
@@ -148,6 +151,19 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     // One that ends while the guest runs leaves its mount hanging: end the run, once qemu has not
     // ended within a moment (a daemon also ends when qemu, its client, goes first).
     let daemonFailed = false;
+    let daemonWhy = '';
+    // one that never serves (it never accepts qemu's connection) would hold qemu before the guest starts
+    if (opts.daemons) {
+      const daemons = opts.daemons;
+      later(DAEMON_ACCEPT_MS, () => {
+        if (alive || outcome || !running()) return;
+        const stuck = daemons.unserved();
+        if (!stuck) return;
+        daemonFailed = true;
+        daemonWhy = `not serving after ${DAEMON_ACCEPT_MS / 1000} s (qemu's connection never accepted):\n${stuck}`;
+        end(exec ? 'SIGKILL' : 'SIGTERM');
+      });
+    }
     try {
       opts.daemons?.start((why) => {
         if (alive) {
@@ -308,8 +324,9 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       // qemu failing before the guest came up may be a daemon's failure showing first (qemu
       // read EOF on its socket): give the daemons a moment to tell, unless KVM itself failed
       const kvmFailed = opts.kvmLifeBoundMs !== undefined && KVM_FAILURE.test(stderrTail.text());
-      const daemonsSay = !outcome && !alive && !kvmFailed && opts.daemons ? opts.daemons.settle(daemonFailed ? 0 : DAEMON_SETTLE_MS) : Promise.resolve('');
-      void daemonsSay.then((why) => {
+      const daemonsSay = !outcome && !alive && !kvmFailed && opts.daemons && !daemonWhy ? opts.daemons.settle(daemonFailed ? 0 : DAEMON_SETTLE_MS) : Promise.resolve('');
+      void daemonsSay.then((failed) => {
+        const why = daemonWhy || failed;
         if (why) outcome ??= { kind: 'daemon-failed', reason: why };
         resolve(ending(code, signal));
       });

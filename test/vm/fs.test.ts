@@ -146,11 +146,27 @@ test('a virtiofsd that ends at once with status 0, and sockets too long for TMPD
   assert.deepEqual(readdirSync(deep), [], 'nothing left in that TMPDIR');
 });
 
+test('a virtiofsd that never serves: after 10 s auto boots over 9p, --fs virtiofs fails saying so', () => {
+  if (!asRoot) return;
+  const mute = join(work, 'mute-virtiofsd');
+  writeFileSync(mute, '#!/bin/sh\nwhile :; do sleep 1; done\n', { mode: 0o755 });
+  const t0 = Date.now();
+  const auto = mkt(['run', '--kernel', K, '--fs', 'auto', '--verbose', '--exec', 'echo booted'], { env: { MKT_VIRTIOFSD: mute } });
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.equal(auto.stdout.toString(), 'booted\n');
+  assert.match(auto.stderr, /filesystem: 9p, as virtiofsd did not start:\nnot serving after 10 s/);
+  assert.ok(Date.now() - t0 < 60_000);
+  const strict = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'echo booted'], { env: { MKT_VIRTIOFSD: mute } });
+  assert.equal(strict.code, 125);
+  assert.match(strict.stderr, /virtiofsd failed to start \(--fs 9p avoids it\):\nnot serving after 10 s \(qemu's connection never accepted\)/);
+  assert.equal(spawnSync('pgrep', ['-f', mute]).status, 1, 'a mute daemon outlived its run');
+});
+
 test('a virtiofsd that dies while the guest runs ends the run with 125 and says so, rather than hang', async () => {
   if (!asRoot) return;
   const dir = join(work, `served-${process.pid}`);
   mkdirSync(dir);
-  const child = spawn(MKT, ['run', '--kernel', K, '--fs', 'virtiofs', '--dir', dir, '--exec', `sleep 3; ls ${dir}; echo survived`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(MKT, ['run', '--kernel', K, '--fs', 'virtiofs', '--dir', dir, '--exec', `echo up >&2; sleep 3; ls ${dir}; echo survived`], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -158,7 +174,9 @@ test('a virtiofsd that dies while the guest runs ends the run with 125 and says 
   const daemon = (): number[] => spawnSync('pgrep', ['-f', `virtiofsd --fd=3 -o source=${dir} `]).stdout.toString().split('\n').filter(Boolean).map(Number);
   for (let i = 0; i < 100 && !daemon().length; i++) await sleep(50);
   assert.ok(daemon().length, 'the daemon never started');
-  await sleep(1500);
+  // the guest is up (a slow boot must not make this a daemon that failed to start)
+  for (let i = 0; i < 600 && !err.includes('up\n'); i++) await sleep(50);
+  assert.match(err, /^up$/m, 'the guest never came up');
   for (const pid of daemon()) process.kill(pid, 'SIGKILL');
   const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   assert.equal(code, 125, err);
