@@ -61,6 +61,8 @@ cp -r "$tree/include" "$work/include"
 # but rcu_normal_after_boot, which only slows its reboot
 lean=$(cd "$here" && node --input-type=module -e "import('./dist/qemu/cmdline.js').then(m => console.log(m.LEAN_BOOT.map(e => e.arg).join(' ')))")
 lean=${lean/rcupdate.rcu_normal_after_boot=1/}
+# and under TCG no local APIC timer (TCG_TIMER_ENTRY): no calibrating it at every boot
+[[ $accel != tcg ]] || lean+=" $(cd "$here" && node --input-type=module -e "import('./dist/qemu/cmdline.js').then(m => console.log(m.TCG_TIMER_ENTRY.arg))")"
 # floor-plain: qemu's defaults (SeaBIOS, the plain CPU model); floor: mkt's
 # CPU model for this accelerator (src/qemu/args.ts, accelArgs) and qboot where
 # qemu ships it (firmwareArgs), the fastest invocation found

@@ -28,7 +28,7 @@ export function runCommand(act: (code: number) => void): Command<[string[]]> {
     .addOption(new Option('--fs <fs>', 'auto, 9p or virtiofs (env MKT_FS): how the root and --dir reach the guest'))
     .option('-m, --memory <size>', 'guest memory (default 1G)')
     .option('-c, --cpus <n>', 'guest CPUs (default: host CPUs)')
-    .option('-a, --append <args>', 'extra kernel command line arguments (repeatable)', collect, [] as string[])
+    .option('-a, --append <args>', "extra kernel command line arguments (repeatable); -ARG leaves out mkt's own ARG", collect, [] as string[])
     .option('--qemu <path>', 'qemu binary (default qemu-system-x86_64 on PATH; env MKT_QEMU)')
     .option('--qemu-arg <arg>', 'extra qemu argument, appended last (repeatable)', collect, [] as string[])
     .option('-n, --dry-run', 'print the qemu command line, shell-quoted, and start nothing')

@@ -76,6 +76,15 @@ test('kernel command line: entries, user args last, quiet only when asked, size 
   // TCG only: address randomization off, so translated code is shared between processes
   assert.ok(baseCmdline({ quiet: true, accel: 'tcg' }).some((e) => e.arg === 'norandmaps'));
   assert.ok(!baseCmdline({ quiet: true, accel: 'kvm' }).some((e) => e.arg === 'norandmaps'));
+  // TCG only: no APIC timer calibration; -ARG in --append removes one of mkt's own arguments
+  assert.ok(baseCmdline({ quiet: true, accel: 'tcg' }).some((e) => e.arg === 'nolapic_timer'));
+  assert.ok(!baseCmdline({ quiet: true, accel: 'kvm' }).some((e) => e.arg === 'nolapic_timer'));
+  const tcg = baseCmdline({ quiet: true, accel: 'tcg' });
+  assert.ok(!renderCmdline(tcg, ['-nolapic_timer', 'x=1']).includes('nolapic_timer'));
+  assert.ok(renderCmdline(tcg, ['-nolapic_timer', 'x=1']).endsWith(' quiet x=1'));
+  assert.ok(!renderCmdline(tcg, ['-pci']).includes('pci=lastbus=0'), 'by the name before =');
+  assert.ok(renderCmdline(tcg, ['--', '-s']).endsWith(' -- -s'), 'init arguments after -- are not removals');
+  assert.throws(() => renderCmdline(tcg, ['-nosuch']), /--append -nosuch: mkt passes no nosuch to remove; its own arguments here: console=ttyS0 /);
   assert.throws(() => renderCmdline([], ['a\nb']), UsageError);
   assert.throws(() => renderCmdline([], ['x'.repeat(COMMAND_LINE_SIZE)]), /shorten --append/);
 });
