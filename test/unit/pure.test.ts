@@ -361,6 +361,8 @@ test('kconfig names options that slow every boot, and only those', async () => {
   const names = (t: string) => slowOptions(parseDotConfig(t)).map((s) => s.option);
   assert.deepEqual(names('CONFIG_KERNEL_XZ=y\n# CONFIG_CRYPTO_MANAGER_DISABLE_TESTS is not set\nCONFIG_SERIO_I8042=y\n'), ['KERNEL_XZ', 'CRYPTO_MANAGER_DISABLE_TESTS', 'SERIO_I8042']);
   assert.deepEqual(names('CONFIG_KERNEL_LZ4=y\nCONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y\n'), []);
+  assert.deepEqual(names('CONFIG_LEGACY_PTYS=y\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y\n'), ['LEGACY_PTYS', 'CC_OPTIMIZE_FOR_SIZE']);
+  assert.deepEqual(names('# CONFIG_LEGACY_PTYS is not set\nCONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y\n'), []);
 });
 
 test('boot trace: phases in order, guest times mapped through the hello offset, missing ones dashed', async () => {
