@@ -92,8 +92,8 @@ export const SLOW_BOOT_OPTIONS: readonly SlowOption[] = [
   { option: 'PROVE_LOCKING', value: 'y', why: 'lockdep slows boots and locking (keep it if you test locking)' },
   { option: 'DEBUG_KMEMLEAK_DEFAULT_OFF', value: 'n', why: 'kmemleak scans run from boot; kmemleak=off or DEBUG_KMEMLEAK_DEFAULT_OFF=y defers them' },
   { option: 'SERIO_I8042', value: 'y', why: 'the PS/2 probe waits out timeouts; mkt passes i8042.noaux, and a VM needs no PS/2 at all' },
-  { option: 'LEGACY_PTYS', value: 'y', why: 'registers 256 BSD pty pairs at every boot (44 ms of a TCG boot of the test kernel); Unix98 ptys (/dev/pts) need none' },
-  { option: 'CC_OPTIMIZE_FOR_SIZE', value: 'y', why: "-Os inlines memset as rep stosb, which TCG runs a byte at a time (freeing the kernel's init memory took 0.17 s of a TCG boot of the test kernel); CC_OPTIMIZE_FOR_PERFORMANCE avoids it" },
+  { option: 'LEGACY_PTYS', value: 'y', why: 'registers 256 BSD pty pairs at every boot (44 ms of a TCG boot of the test kernel); Unix98 ptys (/dev/pts) need none: CONFIG_LEGACY_PTYS=n' },
+  { option: 'CC_OPTIMIZE_FOR_SIZE', value: 'y', why: "-Os inlines memset as rep stosb, which TCG runs a byte at a time (freeing the kernel's init memory took 0.17 s of a TCG boot of the test kernel); CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y avoids it" },
 ];
 
 /** The slow options a parsed .config has. */

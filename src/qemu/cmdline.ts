@@ -6,6 +6,8 @@ import type { Accel } from '../run/types.js';
 export interface CmdlineEntry {
   readonly arg: string;
   readonly why: string;
+  /** mkt's run depends on it: --append=-ARG may not leave it out. */
+  readonly needed?: true;
 }
 
 /** x86's COMMAND_LINE_SIZE (arch/x86/include/asm/setup.h), including the terminating NUL. */
@@ -55,9 +57,9 @@ export const TCG_TIMER_ENTRY: CmdlineEntry = {
 /** mkt's own kernel arguments for a run. */
 export function baseCmdline(opts: { readonly quiet: boolean; readonly accel?: Accel }): CmdlineEntry[] {
   const out: CmdlineEntry[] = [
-    { arg: 'console=ttyS0', why: 'boot messages (and any panic) go to the serial port' },
-    { arg: 'panic=-1', why: 'reboot at once on a panic; with -no-reboot qemu then exits, so a panic never hangs mkt' },
-    { arg: 'rdinit=/init', why: "mkt-init from mkt's initramfs is PID 1" },
+    { arg: 'console=ttyS0', why: 'boot messages (and any panic) go to the serial port', needed: true },
+    { arg: 'panic=-1', why: 'reboot at once on a panic; with -no-reboot qemu then exits, so a panic never hangs mkt', needed: true },
+    { arg: 'rdinit=/init', why: "mkt-init from mkt's initramfs is PID 1", needed: true },
     ...LEAN_BOOT,
   ];
   if (opts.accel === 'tcg') out.push(TCG_ENTRY, TCG_TIMER_ENTRY);
@@ -70,26 +72,48 @@ function checkUserArg(arg: string): void {
   if (/[\0\n\r]/.test(arg)) throw new UsageError(`--append ${JSON.stringify(arg)}: kernel arguments cannot contain newlines or NUL`);
 }
 
+/** The kernel's own word splitting: spaces separate words except inside double quotes. */
+export function cmdlineWords(text: string): string[] {
+  const out: string[] = [];
+  let word = '';
+  let quoted = false;
+  for (const c of text) {
+    if (c === '"') quoted = !quoted;
+    if (!quoted && /\s/.test(c)) {
+      if (word) out.push(word);
+      word = '';
+    } else word += c;
+  }
+  if (word) out.push(word);
+  return out;
+}
+
+/** Every argument mkt may pass, whatever the accelerator and mode: what --append=-ARG may name. */
+const ANY_ENTRY = (): CmdlineEntry[] => baseCmdline({ quiet: true, accel: 'tcg' });
+
 /**
  * Join entries and user arguments (last, so they win) into the command line,
- * within the size limit. A user argument -ARG (a dash, then a letter; before
- * any `--`) is no argument but removes mkt's own ARG (by its whole text or its name before
- * '='): the way to boot without one that no kernel argument undoes.
+ * within the size limit. A user word -ARG (a dash, then a letter; before any
+ * `--`, after which the words are init's) is no argument but leaves out
+ * mkt's own ARG (by its whole text or its name before '='), where this run
+ * has it: the way to boot without one that no kernel argument undoes.
  */
 export function renderCmdline(entries: readonly CmdlineEntry[], user: readonly string[]): string {
   user.forEach(checkUserArg);
-  // after a `--`, the words are init's arguments, not the kernel's
-  const dashes = user.findIndex((u) => u === '--' || u.startsWith('-- ') || / --( |$)/.test(u));
-  const isRemoval = (u: string, i: number): boolean => (dashes < 0 || i < dashes) && /^-[A-Za-z]/.test(u);
-  const removals = user.filter(isRemoval).map((u) => u.slice(1));
-  const name = (arg: string): string => arg.split('=')[0]!;
+  const words = user.flatMap(cmdlineWords);
+  const dashes = words.indexOf('--');
+  const isRemoval = (w: string, i: number): boolean => (dashes < 0 || i < dashes) && /^-[A-Za-z]/.test(w);
+  const removals = words.filter(isRemoval).map((w) => w.slice(1));
+  const matches = (e: CmdlineEntry, r: string): boolean => e.arg === r || e.arg.split('=')[0] === r;
   for (const r of removals) {
-    if (!entries.some((e) => e.arg === r || name(e.arg) === r)) {
-      throw new UsageError(`--append -${r}: mkt passes no ${r} to remove; its own arguments here: ${entries.map((e) => e.arg).join(' ')}`);
+    const known = ANY_ENTRY().find((e) => matches(e, r));
+    if (!known) {
+      throw new UsageError(`--append -${r}: mkt passes no ${r} to leave out (its own arguments: ${ANY_ENTRY().map((e) => e.arg).join(' ')}); to pass -${r} to init, put it after --append=--`);
     }
+    if (known.needed) throw new UsageError(`--append -${r}: mkt needs ${known.arg} (${known.why}); it cannot be left out`);
   }
-  const kept = entries.filter((e) => !removals.some((r) => e.arg === r || name(e.arg) === r));
-  const line = [...kept.map((e) => e.arg), ...user.filter((u, i) => !isRemoval(u, i))].join(' ');
+  const kept = entries.filter((e) => !removals.some((r) => matches(e, r)));
+  const line = [...kept.map((e) => e.arg), ...words.filter((w, i) => !isRemoval(w, i))].join(' ');
   if (Buffer.byteLength(line) >= COMMAND_LINE_SIZE) {
     throw new UsageError(`the kernel command line is ${Buffer.byteLength(line)} bytes; x86 allows ${COMMAND_LINE_SIZE - 1}: shorten --append`);
   }

@@ -1,6 +1,6 @@
 /** The helper daemons a run needs (virtiofsd): their sockets, their start alongside qemu, and their end. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { fstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs';
+import { fstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { InternalError } from '../errors.js';
 import { createServer, type Server } from 'node:net';
@@ -85,26 +85,54 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
     );
     if (runDir) rmSync(runDir, { recursive: true, force: true });
   };
-  // a daemon serves once it has accepted qemu's connection: a socket among its descriptors past
-  // stdio (Node's stdio pipes are sockets too) besides the listening one, as /proc shows
+  // A daemon serves once it has accepted qemu's connection: a socket among its descriptors past
+  // stdio (Node's stdio pipes are sockets too) besides the listening one, as /proc shows; in it or
+  // in a process it started (a wrapper that runs the daemon without exec). One that has ended (a
+  // zombie, its descriptors gone) is left to its 'close', which reports its status and stderr.
   const inodes: number[] = [];
+  const sockets = (pid: number): string[] => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`)
+        .filter((f) => Number(f) > 2)
+        .map((f) => {
+          try {
+            return readlinkSync(`/proc/${pid}/fd/${f}`);
+          } catch {
+            return '';
+          }
+        })
+        .filter((l) => l.startsWith('socket:'));
+    } catch {
+      return [];
+    }
+  };
+  /** PID and the processes below it, or undefined once PID has ended (a zombie, or gone). */
+  const family = (pid: number): number[] | undefined => {
+    const parent = new Map<number, number>();
+    let ended = true;
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+        const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (Number(e) === pid) ended = state === 'Z';
+        parent.set(Number(e), Number(ppid));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (ended) return undefined;
+    const out = [pid];
+    for (let i = 0; i < out.length; i++) for (const [c, pp] of parent) if (pp === out[i] && !out.includes(c)) out.push(c);
+    return out;
+  };
   const unserved = (): string =>
     procs
       .filter((p, i) => {
         if (p.closed || !p.child.pid) return false;
-        let links: string[];
-        try {
-          links = readdirSync(`/proc/${p.child.pid}/fd`).filter((f) => Number(f) > 2).map((f) => {
-            try {
-              return readlinkSync(`/proc/${p.child.pid}/fd/${f}`);
-            } catch {
-              return '';
-            }
-          });
-        } catch {
-          return false;
-        }
-        return !links.some((l) => l.startsWith('socket:') && l !== `socket:[${inodes[i]}]`);
+        const pids = family(p.child.pid);
+        return pids !== undefined && !pids.some((pid) => sockets(pid).some((l) => l !== `socket:[${inodes[i]}]`));
       })
       .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim() || '(nothing on stderr)'}`)
       .join('\n');

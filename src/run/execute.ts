@@ -75,8 +75,12 @@ class Tail {
 /** How long a qemu that failed early waits for a daemon's failure to show (see the 'close' handler). */
 const DAEMON_SETTLE_MS = 200;
 
-/** How long a daemon may take to accept qemu's connection (virtiofsd takes milliseconds) before the run gives up on it. */
-const DAEMON_ACCEPT_MS = 10_000;
+/**
+ * How long a daemon may take to accept qemu's connection (virtiofsd takes milliseconds) before
+ * the run gives up on it: well within the KVM guest's bound for a sign of life (10 s), so a
+ * stuck daemon is never taken for a dead KVM.
+ */
+const DAEMON_ACCEPT_MS = 5_000;
 
 /** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
 const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
@@ -161,6 +165,9 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         if (!stuck) return;
         daemonFailed = true;
         daemonWhy = `not serving after ${DAEMON_ACCEPT_MS / 1000} s (qemu's connection never accepted):\n${stuck}`;
+        // qemu, blocked on the handshake, heeds no SIGTERM: with the daemons gone, the listening
+        // sockets close and its connection fails, so it ends itself (restoring the terminal)
+        daemons.kill();
         end(exec ? 'SIGKILL' : 'SIGTERM');
       });
     }
@@ -294,7 +301,8 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     }
     if (opts.kvmLifeBoundMs !== undefined) {
       const ms = opts.kvmLifeBoundMs;
-      later(ms, () => !alive && stop({ kind: 'kvm-dead', reason: `the KVM guest showed no sign of life within ${ms / 1000} s` }), false);
+      // not while qemu waits on a daemon that does not serve: that is the daemon's failure (see above)
+      later(ms, () => !alive && !daemonFailed && !opts.daemons?.unserved() && stop({ kind: 'kvm-dead', reason: `the KVM guest showed no sign of life within ${ms / 1000} s` }), false);
     }
 
     if (opts.slowNoticeMs !== undefined && opts.onSlow) {

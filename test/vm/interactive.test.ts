@@ -1,6 +1,9 @@
 /** The interactive console, driven through tmux as a person would. */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { ktree, MKT, sleep, vmProcesses } from './helpers.js';
 import { shellQuote } from '../../src/qemu/escape.js';
@@ -76,5 +79,29 @@ test("interactive: leaving the shell powers the VM off, mkt returns the shell's 
     assert.doesNotMatch(screen(s), /terminating on signal/);
   } finally {
     spawnSync('tmux', ['kill-session', '-t', s]);
+  }
+});
+
+test('interactive: a virtiofsd that never serves ends the run with 125 and leaves the terminal as it was', async () => {
+  if (process.getuid?.() !== 0) return; // virtiofs needs root with Debian's daemon
+  const dir = mkdtempSync(join(tmpdir(), 'mkt-mute-'));
+  const mute = join(dir, 'mute-virtiofsd');
+  writeFileSync(mute, '#!/bin/sh\nwhile :; do sleep 1; done\n', { mode: 0o755 });
+  const s = `mkt-test-mute-${process.pid}`;
+  const cmd = `MKT_VIRTIOFSD=${shellQuote(mute)} ${shellQuote(MKT)} run --kernel ${shellQuote(ktree())} --fs virtiofs; echo MKT-EXITED-$?; stty -a | grep -o -- '-*icanon' | sed 's/^/TTY-/'; sleep 60`;
+  tmux('new-session', '-d', '-s', s, '-x', '120', '-y', '30', cmd);
+  try {
+    let shown = '';
+    for (let i = 0; i < 60 && !/TTY-/.test(shown); i++) {
+      await sleep(500);
+      shown = screen(s);
+    }
+    assert.match(shown, /not serving after 5 s/);
+    assert.match(shown, /MKT-EXITED-125/);
+    assert.match(shown, /^TTY-icanon$/m, 'the terminal was left raw');
+    assert.equal(spawnSync('pgrep', ['-f', `${mute} --fd=`]).status, 1, 'the mute daemon outlived its run');
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', s]);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
