@@ -2,7 +2,7 @@
 import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
-import { findExecutable, isExecutable, type HostFacts } from '../host/facts.js';
+import { findExecutable, type HostFacts } from '../host/facts.js';
 import { defaultKernel, locateKernel } from '../kernel/locate.js';
 import type { AccelChoice, ExportedDir, FsChoice, ResolvedRun } from '../run/types.js';
 import type { ConfigFile, ConfigSection } from './file.js';
@@ -198,8 +198,9 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     // qemu's console would wait for keys that never come: the shell never sees the end of a pipe
     throw new UsageError("mkt run without --exec starts an interactive shell, which needs a terminal on stdin: use --exec CMD (--exec sh reads the commands from stdin)");
   }
-  if (env.MKT_VIRTIOFSD && !isExecutable(env.MKT_VIRTIOFSD)) {
-    throw new UsageError(`MKT_VIRTIOFSD=${env.MKT_VIRTIOFSD}: not an executable file: fix or unset it`);
+  // a bare name is looked up on PATH, as MKT_QEMU's; only a run that may use virtiofs needs it
+  if (env.MKT_VIRTIOFSD && fs !== '9p' && !findExecutable(env.MKT_VIRTIOFSD, env.PATH)) {
+    throw new UsageError(`MKT_VIRTIOFSD=${env.MKT_VIRTIOFSD}: not an executable file${env.MKT_VIRTIOFSD.includes('/') ? '' : ' on PATH'}: fix or unset it (--fs 9p needs none)`);
   }
 
   const qemuName = flags.qemu ?? env.MKT_QEMU ?? 'qemu-system-x86_64';

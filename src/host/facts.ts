@@ -150,7 +150,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     execHelper: join(packageRoot(), 'dist', 'host', 'mkt-exec'),
     root: hostRoot(),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
-    virtiofsd: env.MKT_VIRTIOFSD || findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
+    virtiofsd: env.MKT_VIRTIOFSD ? (findExecutable(env.MKT_VIRTIOFSD, env.PATH) ?? env.MKT_VIRTIOFSD) : findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
     // asked only when needed: the first touch of process.stdin, stdout or stderr builds its
     // stream, loading tty or net (some milliseconds) before qemu could have started
     get terminal() {

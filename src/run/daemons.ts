@@ -34,6 +34,9 @@ export class DaemonError extends Error {
   override readonly name = 'DaemonError';
 }
 
+/** How long after a daemon exits its stderr may stay open (its last words) before its exit counts alone. */
+const EXIT_GRACE_MS = 50;
+
 /** The longest path a Unix socket address holds (sun_path, with its NUL). */
 const SOCKET_PATH_MAX = 107;
 
@@ -47,7 +50,7 @@ const SOCKET_PATH_MAX = 107;
  */
 export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   const runDir = plan.runDir;
-  const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; closed: boolean; failed: boolean }[] = [];
+  const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; closed: boolean; failed: boolean; status: string }[] = [];
   let ended = false;
   let servers: Server[] = [];
   const closeServers = (): void => {
@@ -57,12 +60,20 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   const kill = (): void => {
     ended = true;
     closeServers();
-    for (const p of procs) if (!p.closed) p.child?.kill('SIGKILL');
+    for (const p of procs) {
+      if (p.closed || !p.child?.pid) continue;
+      // the daemon's whole process group (its own): a wrapper's children go with it
+      try {
+        process.kill(-p.child.pid, 'SIGKILL');
+      } catch {
+        p.child.kill('SIGKILL');
+      }
+    }
   };
   const failures = (): string =>
     procs
       .filter((p) => p.failed)
-      .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim()}`)
+      .map((p) => `${p.argv.map(shellQuote).join(' ')} (${p.status}):\n${p.stderr.trim() || '(nothing on stderr)'}`)
       .join('\n');
   const settle = async (ms: number): Promise<string> => {
     const t0 = Date.now();
@@ -87,8 +98,8 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
   };
   // A daemon serves once it has accepted qemu's connection: a socket among its descriptors past
   // stdio (Node's stdio pipes are sockets too) besides the listening one, as /proc shows; in it or
-  // in a process it started (a wrapper that runs the daemon without exec). One that has ended (a
-  // zombie, its descriptors gone) is left to its 'close', which reports its status and stderr.
+  // in a process of its group (a wrapper that runs the daemon without exec). One whose group has
+  // ended (zombies, their descriptors gone) is left to its 'close', which reports its status.
   const inodes: number[] = [];
   const sockets = (pid: number): string[] => {
     try {
@@ -106,33 +117,28 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       return [];
     }
   };
-  /** PID and the processes below it, or undefined once PID has ended (a zombie, or gone). */
-  const family = (pid: number): number[] | undefined => {
-    const parent = new Map<number, number>();
-    let ended = true;
+  /** The live processes of a daemon's process group (its own, led by it): a wrapper's children too. */
+  const group = (pgid: number): number[] => {
+    const out: number[] = [];
     for (const e of readdirSync('/proc')) {
       if (!/^\d+$/.test(e)) continue;
       try {
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+        // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'
         const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        if (Number(e) === pid) ended = state === 'Z';
-        parent.set(Number(e), Number(ppid));
+        const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (Number(pgrp) === pgid && state !== 'Z') out.push(Number(e));
       } catch {
         // gone meanwhile
       }
     }
-    if (ended) return undefined;
-    const out = [pid];
-    for (let i = 0; i < out.length; i++) for (const [c, pp] of parent) if (pp === out[i] && !out.includes(c)) out.push(c);
     return out;
   };
   const unserved = (): string =>
     procs
       .filter((p, i) => {
         if (p.closed || !p.child.pid) return false;
-        const pids = family(p.child.pid);
-        return pids !== undefined && !pids.some((pid) => sockets(pid).some((l) => l !== `socket:[${inodes[i]}]`));
+        const pids = group(p.child.pid);
+        return pids.length > 0 && !pids.some((pid) => sockets(pid).some((l) => l !== `socket:[${inodes[i]}]`));
       })
       .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim() || '(nothing on stderr)'}`)
       .join('\n');
@@ -190,10 +196,11 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       // SIGKILL when mkt dies, as virtiofsd takes SIGTERM for a request to end its session and,
       // before qemu connects, stays blocked waiting for it
       const argv = [helper, String(process.pid), String(constants.signals.SIGKILL), String(DAEMON_SOCKET_FD), ...d.argv];
-      const p = { child: undefined as unknown as ChildProcess, argv: d.argv, stderr: '', closed: false, failed: false };
+      const p = { child: undefined as unknown as ChildProcess, argv: d.argv, stderr: '', closed: false, failed: false, status: 'did not start' };
       procs.push(p);
       try {
-        p.child = spawn(argv[0]!, argv.slice(1), { stdio });
+        // its own process group, so that mkt can end whatever it started too
+        p.child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
       } catch (err) {
         p.stderr = (err as Error).message;
         p.closed = true;
@@ -209,11 +216,24 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
         p.closed = true;
         if (!ended) fail(p);
       });
-      // close: after its stderr is all read, so the report has its last words
-      p.child.on('close', (code, signal) => {
+      // close: after its stderr is all read, so the report has its last words; but a process it
+      // left behind (a wrapper's child in the background) may hold stderr open for good, so its
+      // exit decides too, a moment later
+      // (whether qemu still ran is judged when the daemon exited: qemu may end right after it,
+      // its socket gone, before the report)
+      let qemuRan: boolean | undefined;
+      const closed = (code: number | null, signal: NodeJS.Signals | null): void => {
         const wasClosed = p.closed;
         p.closed = true;
-        if (!ended && !wasClosed && (code !== 0 || signal || vmRunning())) fail(p);
+        p.status = signal ? `killed by ${signal}` : `exited with status ${code}`;
+        if (!ended && !wasClosed && (code !== 0 || signal || (qemuRan ?? vmRunning()))) fail(p);
+      };
+      p.child.on('close', closed);
+      // (unless processes of its group live on: a wrapper that left the daemon running, which
+      // unserved() judges, and whose end closes stderr)
+      p.child.on('exit', (code, signal) => {
+        qemuRan = vmRunning();
+        setTimeout(() => !group(p.child.pid!).length && closed(code, signal), EXIT_GRACE_MS).unref();
       });
     });
     // the daemons hold the sockets now

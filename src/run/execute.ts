@@ -70,6 +70,12 @@ class Tail {
   text(): string {
     return Buffer.concat(this.chunks).toString('utf8');
   }
+  /** About the last N bytes (whole chunks), cheaply. */
+  last(n: number): string {
+    let i = this.chunks.length;
+    for (let got = 0; i > 0 && got < n; ) got += this.chunks[--i]!.length;
+    return Buffer.concat(this.chunks.slice(i)).toString('utf8');
+  }
 }
 
 /** How long a qemu that failed early waits for a daemon's failure to show (see the 'close' handler). */
@@ -81,6 +87,9 @@ const DAEMON_SETTLE_MS = 200;
  * stuck daemon is never taken for a dead KVM.
  */
 const DAEMON_ACCEPT_MS = 5_000;
+
+/** The kernel's last words when it halts (kernel/reboot.c), a power-off without the means included. */
+const HALTED = /reboot: (System halted|Power down)/;
 
 /** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
 const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
@@ -129,6 +138,9 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     };
     const running = (): boolean => child.exitCode === null && child.signalCode === null;
     const end = (signal: NodeJS.Signals): void => {
+      // before the guest is up, qemu may be blocked on a daemon's socket, heeding no signal: with
+      // the daemons gone (they matter no more) its connection fails and it ends itself
+      if (!alive) opts.daemons?.kill();
       if (running()) {
         child.kill(signal);
         later(3000, () => child.kill('SIGKILL'));
@@ -255,6 +267,10 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       serial.on('data', (b: Buffer) => {
         consoleTail.push(b);
         if (opts.verbose) process.stderr.write(b);
+        // a halt, or a power-off the machine cannot do (no ACPI), leaves qemu running a stopped
+        // guest for good: that is the guest's end (mkt-init itself always reboots, ending qemu)
+        const halted = HALTED.exec(consoleTail.last(512));
+        if (halted && !exitReport) stop({ kind: 'failed', reason: `the guest ended before the command did (its kernel halted: "${halted[0]}")`, console: '', qemuStderr: '' }, 'SIGKILL');
       });
       const pump = (from: Socket, to: NodeJS.WriteStream, count: (n: number) => void): void => {
         let broken = false;

@@ -250,7 +250,8 @@ test('bad input is refused before anything starts, naming the input and the fix'
     [['--memory', '1T'], {}, 2, /--memory 1T: more than this host's \d+M of memory/],
     [['--cpus', '1000'], {}, 2, /--cpus 1000: the pc machine takes at most 255 CPUs/],
     [['--qemu', work], {}, 125, /is not an executable: fix --qemu/],
-    [[], { MKT_VIRTIOFSD: work }, 2, /MKT_VIRTIOFSD=.*: not an executable file: fix or unset it/],
+    [[], { MKT_VIRTIOFSD: work }, 2, /MKT_VIRTIOFSD=.*: not an executable file: fix or unset it \(--fs 9p needs none\)/],
+    [[], { MKT_VIRTIOFSD: 'no-such-virtiofsd' }, 2, /MKT_VIRTIOFSD=no-such-virtiofsd: not an executable file on PATH/],
     [['some/tree'], {}, 2, /'some\/tree' is not a config section; to boot it, pass --kernel some\/tree/],
   ];
   for (const [args, extra, code, want] of cases) {

@@ -288,3 +288,13 @@ test('under TCG the guest ticks without the APIC timer and sleeps run their leng
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--append -nosuch: mkt passes no nosuch to leave out/);
 });
+
+test('a command that halts the guest, or powers off a machine without ACPI, ends the run with 125 rather than hang', () => {
+  for (const cmd of ['halt -f', 'poweroff -f', 'echo o > /proc/sysrq-trigger; sleep 30']) {
+    const t0 = Date.now();
+    const r = mkt(['run', '--kernel', K, '--exec', cmd]);
+    assert.equal(r.code, 125, `${cmd}: ${r.stderr}`);
+    assert.match(r.stderr, /the guest ended before the command did \(its kernel halted: "reboot: (System halted|Power down)"\)/, cmd);
+    assert.ok(Date.now() - t0 < 20_000, `${cmd} took ${Date.now() - t0} ms`);
+  }
+});

@@ -174,6 +174,56 @@ test('a wrapper that runs virtiofsd without exec serves through its child: a boo
   assert.ok(Date.now() - t0 > 5000, 'the boot was quicker than the check: this test shows nothing');
 });
 
+test('a wrapper that leaves a child in the background and exits: after 5 s auto boots 9p, virtiofs fails; the child goes with it', () => {
+  if (!asRoot) return;
+  const tag = String(3000 + (process.pid % 1000));
+  const wrapper = join(work, 'bg-virtiofsd');
+  writeFileSync(wrapper, `#!/bin/sh\nsleep ${tag}1 &\nexit 0\n`, { mode: 0o755 });
+  const auto = mkt(['run', '--kernel', K, '--fs', 'auto', '--verbose', '--exec', 'findmnt -no FSTYPE /root'], { env: { MKT_VIRTIOFSD: wrapper } });
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.equal(auto.stdout.toString(), '9p\n');
+  assert.match(auto.stderr, /filesystem: 9p, as virtiofsd did not start:\nnot serving after 5 s/);
+  const strict = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'true'], { env: { MKT_VIRTIOFSD: wrapper } });
+  assert.equal(strict.code, 125);
+  assert.match(strict.stderr, /not serving after 5 s/);
+  assert.equal(spawnSync('pgrep', ['-f', `sleep ${tag}1`]).status, 1, "the wrapper's child outlived the run");
+});
+
+test('a wrapper that exits at once, its child out of reach: auto boots 9p at once; a daemon that fails says its status', () => {
+  if (!asRoot) return;
+  const tag = String(4000 + (process.pid % 1000));
+  const wrapper = join(work, 'setsid-virtiofsd');
+  writeFileSync(wrapper, `#!/bin/sh\nsetsid sleep ${tag}2 3>&- &\nexit 0\n`, { mode: 0o755 });
+  try {
+    const auto = mkt(['run', '--kernel', K, '--fs', 'auto', '--exec', 'findmnt -no FSTYPE /root'], { env: { MKT_VIRTIOFSD: wrapper } });
+    assert.equal(auto.code, 0, auto.stderr);
+    assert.equal(auto.stdout.toString(), '9p\n');
+  } finally {
+    spawnSync('pkill', ['-f', `sleep ${tag}2`]);
+  }
+  const three = join(work, 'three-virtiofsd');
+  writeFileSync(three, '#!/bin/sh\nexit 3\n', { mode: 0o755 });
+  const strict = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'true'], { env: { MKT_VIRTIOFSD: three } });
+  assert.equal(strict.code, 125);
+  assert.match(strict.stderr, /three-virtiofsd --fd=3 .* \(exited with status 3\):\n\(nothing on stderr\)/);
+  // not needed with 9p: a bad MKT_VIRTIOFSD is no error there
+  const p9 = mkt(['run', '--kernel', K, '--fs', '9p', '--exec', 'echo ok'], { env: { MKT_VIRTIOFSD: '/nonexistent' } });
+  assert.equal(p9.code, 0, p9.stderr);
+  assert.equal(p9.stdout.toString(), 'ok\n');
+});
+
+test('--timeout holds while qemu waits on a daemon that never serves', () => {
+  if (!asRoot) return;
+  const mute = join(work, 'mute2-virtiofsd');
+  writeFileSync(mute, '#!/bin/sh\nwhile :; do sleep 1; done\n', { mode: 0o755 });
+  const t0 = Date.now();
+  const r = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--timeout', '2', '--exec', 'true'], { env: { MKT_VIRTIOFSD: mute } });
+  const ms = Date.now() - t0;
+  assert.equal(r.code, 124, r.stderr);
+  assert.ok(ms < 2800, `--timeout 2 took ${ms} ms`);
+  assert.equal(spawnSync('pgrep', ['-f', `${mute} --fd=`]).status, 1, 'the mute daemon outlived its run');
+});
+
 test('a virtiofsd that dies while the guest runs ends the run with 125 and says so, rather than hang', async () => {
   if (!asRoot) return;
   const dir = join(work, `served-${process.pid}`);
