@@ -233,6 +233,8 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       // unserved() judges, and whose end closes stderr)
       p.child.on('exit', (code, signal) => {
         qemuRan = vmRunning();
+        // one mkt ended itself needs no judging (nor a scan of /proc)
+        if (ended) return;
         setTimeout(() => !group(p.child.pid!).length && closed(code, signal), EXIT_GRACE_MS).unref();
       });
     });
