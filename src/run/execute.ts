@@ -270,7 +270,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         // a halt, or a power-off the machine cannot do (no ACPI), leaves qemu running a stopped
         // guest for good: that is the guest's end (mkt-init itself always reboots, ending qemu)
         const halted = HALTED.exec(consoleTail.last(512));
-        if (halted && !exitReport) stop({ kind: 'failed', reason: `the guest ended before the command did (its kernel halted: "${halted[0]}")`, console: '', qemuStderr: '' }, 'SIGKILL');
+        if (halted && !exitReport) stop({ kind: 'failed', reason: `the guest ended before the command did (its kernel: "${halted[0]}")`, console: '', qemuStderr: '' }, 'SIGKILL');
       });
       const pump = (from: Socket, to: NodeJS.WriteStream, count: (n: number) => void): void => {
         let broken = false;
