@@ -105,10 +105,11 @@ export function renderCmdline(entries: readonly CmdlineEntry[], user: readonly s
   const isRemoval = (w: string, i: number): boolean => (dashes < 0 || i < dashes) && /^-[A-Za-z]/.test(w);
   const removals = words.filter(isRemoval).map((w) => w.slice(1));
   const matches = (e: CmdlineEntry, r: string): boolean => e.arg === r || e.arg.split('=')[0] === r;
+  const any = removals.length ? ANY_ENTRY() : [];
   for (const r of removals) {
-    const known = ANY_ENTRY().find((e) => matches(e, r));
+    const known = any.find((e) => matches(e, r));
     if (!known) {
-      throw new UsageError(`--append -${r}: mkt passes no ${r} to leave out (its own arguments: ${ANY_ENTRY().map((e) => e.arg).join(' ')}); to pass -${r} to init, put it after --append=--`);
+      throw new UsageError(`--append -${r}: mkt passes no ${r} to leave out (its own arguments: ${any.map((e) => e.arg).join(' ')}); to pass -${r} to init, put it after --append=--`);
     }
     if (known.needed) throw new UsageError(`--append -${r}: mkt needs ${known.arg} (${known.why}); it cannot be left out`);
   }

@@ -70,10 +70,13 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       }
     }
   };
+  /** A daemon for a report: its argv, how it stands (its exit status, say), its stderr. */
+  const report = (p: (typeof procs)[number], status?: string): string =>
+    `${p.argv.map(shellQuote).join(' ')}${status ? ` (${status})` : ''}:\n${p.stderr.trim() || '(nothing on stderr)'}`;
   const failures = (): string =>
     procs
       .filter((p) => p.failed)
-      .map((p) => `${p.argv.map(shellQuote).join(' ')} (${p.status}):\n${p.stderr.trim() || '(nothing on stderr)'}`)
+      .map((p) => report(p, p.status))
       .join('\n');
   const settle = async (ms: number): Promise<string> => {
     const t0 = Date.now();
@@ -140,7 +143,7 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
         const pids = group(p.child.pid);
         return pids.length > 0 && !pids.some((pid) => sockets(pid).some((l) => l !== `socket:[${inodes[i]}]`));
       })
-      .map((p) => `${p.argv.map(shellQuote).join(' ')}:\n${p.stderr.trim() || '(nothing on stderr)'}`)
+      .map((p) => report(p))
       .join('\n');
   const daemons: Daemons = { start: () => {}, kill, stop, settle, unserved };
   if (!plan.daemons.length || !runDir) return daemons;

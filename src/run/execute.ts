@@ -177,9 +177,8 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         if (!stuck) return;
         daemonFailed = true;
         daemonWhy = `not serving after ${DAEMON_ACCEPT_MS / 1000} s (qemu's connection never accepted):\n${stuck}`;
-        // qemu, blocked on the handshake, heeds no SIGTERM: with the daemons gone, the listening
-        // sockets close and its connection fails, so it ends itself (restoring the terminal)
-        daemons.kill();
+        // end() kills the daemons first, as the guest is not up: qemu, blocked on the handshake,
+        // heeds no SIGTERM, but its connection then fails and it ends itself (restoring the terminal)
         end(exec ? 'SIGKILL' : 'SIGTERM');
       });
     }
@@ -269,8 +268,8 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
         if (opts.verbose) process.stderr.write(b);
         // a halt, or a power-off the machine cannot do (no ACPI), leaves qemu running a stopped
         // guest for good: that is the guest's end (mkt-init itself always reboots, ending qemu)
-        const halted = HALTED.exec(consoleTail.last(512));
-        if (halted && !exitReport) stop({ kind: 'failed', reason: `the guest ended before the command did (its kernel: "${halted[0]}")`, console: '', qemuStderr: '' }, 'SIGKILL');
+        const halted = !outcome && !exitReport ? HALTED.exec(consoleTail.last(512)) : null;
+        if (halted) stop({ kind: 'failed', reason: `the guest ended before the command did (its kernel: "${halted[0]}")`, console: '', qemuStderr: '' }, 'SIGKILL');
       });
       const pump = (from: Socket, to: NodeJS.WriteStream, count: (n: number) => void): void => {
         let broken = false;
