@@ -18,7 +18,10 @@
 #   floor-plain  the same with qemu's defaults (SeaBIOS, -cpu max) and only
 #              'console=ttyS0 panic=-1 quiet': its reboot waits for the PS/2
 #              mouse probe that the lean arguments skip
-#   true       mkt run --exec true
+#   true       mkt run --exec true (from the second start on, bin/mkt's launcher starts
+#              qemu from the plan the first one left: see docs/mkt-run.md)
+#   true-cli   the same through bin/mkt.cjs, the CLI without the launcher: qemu
+#              starts once Node.js has started and mkt has planned
 #   uname      mkt run --exec 'uname -r'
 #   pre        ms from mkt's start to spawning qemu, warm caches (--boot-trace of `true`)
 #   heavy-9p / heavy-virtiofs
@@ -82,7 +85,7 @@ ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>"$work/err" </dev/null |
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
 peer_run() { local c=${peer//\{kernel\}/$image}; c=${c//\{tree\}/$tree}; c=${c//\{cmd\}/$1}; ms sh -c "$c"; }
 
-cases=(floor floor-plain true uname stdout)
+cases=(floor floor-plain true true-cli uname stdout)
 [[ -n ${SKIP_HEAVY:-} ]] || cases+=(heavy-9p heavy-virtiofs)
 [[ -z $peer ]] || cases+=(peer-true peer-uname)
 one() {
@@ -92,6 +95,7 @@ one() {
     true) ms "${ours[@]}" --boot-trace --exec true
       # mkt's own start-up: the trace's "qemu started" (qemu is the first process mkt starts)
       sed -n 's/^ *\([0-9]*\) ms .*qemu started$/\1/p' "$work/err" >>"$work/pre.t" ;;
+    true-cli) ms "$here/bin/mkt.cjs" "${ours[@]:1}" --exec true ;;
     uname) ms "${ours[@]}" --exec 'uname -r' ;;
     stdout) ms "${ours[@]}" --exec "$big" ;;
     heavy-9p) ms "${ours[@]}" --fs 9p --dir "$work/include" --exec "$heavy" ;;
@@ -111,8 +115,9 @@ for c in "${cases[@]}" pre; do
   m[$c]=$(median "$work/$c.t")
   printf '%-16s median %6s ms   [%s]\n' "$c" "${m[$c]}" "$(tr '\n' ' ' <"$work/$c.t")"
 done
-awk -v t="${m[true]}" -v u="${m[uname]}" -v f="${m[floor]}" -v p="${m[floor-plain]}" -v s="${m[stdout]}" 'BEGIN {
+awk -v t="${m[true]}" -v c="${m[true-cli]}" -v u="${m[uname]}" -v f="${m[floor]}" -v p="${m[floor-plain]}" -v s="${m[stdout]}" 'BEGIN {
   printf "ratio true/floor:   %.3f   (against the plain floor: %.3f)\n", t / f, t / p
+  printf "ratio true-cli/floor: %.3f (without the launcher)\n", c / f
   printf "ratio uname/floor:  %.3f\n", u / f
   printf "stdout throughput:  %.0f MB/s (50 MB in %d ms beyond `true`)\n", (s > t ? 52.4288 / ((s - t) / 1000) : 0), s - t
 }'

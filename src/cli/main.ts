@@ -3,6 +3,7 @@ import { Command, CommanderError } from '@commander-js/extra-typings';
 import { ToolError, UsageError } from '../errors.js';
 import { kconfigCommand } from './kconfig.js';
 import { runCommand } from './run.js';
+import { takeFastStart } from '../run/fast-start.js';
 
 /** Exit once what is queued on stdout and stderr has been handed to the OS. */
 function exit(code: number): void {
@@ -40,6 +41,10 @@ for (const out of [process.stdout, process.stderr]) {
   });
 }
 
+// what bin/mkt's launcher started for this run, if anything: taken first, so that whatever ends
+// mkt (a usage error too) kills it and removes its run directory
+const fast = takeFastStart(process.env);
+
 const program = new Command('mkt')
   .description('boot freshly compiled Linux kernels in QEMU, with the host as the root filesystem')
   .version('0.1.0')
@@ -48,6 +53,6 @@ const program = new Command('mkt')
 const output = { writeErr: (s: string) => process.stderr.write(s.startsWith('error:') ? `mkt: ${s}` : s) };
 program.configureOutput(output);
 // added subcommands do not inherit the root's output settings
-for (const sub of [runCommand(exit), kconfigCommand(exit)]) program.addCommand(sub.exitOverride().configureOutput(output).showHelpAfterError('(run with --help for usage)'));
+for (const sub of [runCommand(exit, fast), kconfigCommand(exit)]) program.addCommand(sub.exitOverride().configureOutput(output).showHelpAfterError('(run with --help for usage)'));
 
 program.parseAsync(process.argv).catch(fail);

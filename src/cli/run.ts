@@ -3,6 +3,7 @@ import { Command, Option } from '@commander-js/extra-typings';
 import { readConfigs, configPaths } from '../config/file.js';
 import { resolveRun } from '../config/resolve.js';
 import { probeHost } from '../host/facts.js';
+import type { FastStart } from '../run/fast-start.js';
 import { runMkt, type Reporter } from '../run/run.js';
 import { EXIT_TABLE } from './exit-codes.js';
 
@@ -14,8 +15,8 @@ export function stderrReporter(verbose: boolean): Reporter {
   return { warn: line, error: line, info: (m) => verbose && line(m) };
 }
 
-/** Build the `run` subcommand; ACT receives the exit status. */
-export function runCommand(act: (code: number) => void): Command<[string[]]> {
+/** Build the `run` subcommand; ACT receives the exit status; FAST: what bin/mkt's launcher started. */
+export function runCommand(act: (code: number) => void, fast?: FastStart): Command<[string[]]> {
   return new Command('run')
     .description("boot a kernel in a VM with the host's root (read-only, throw-away writes) and a shell or one command")
     .argument('[configs...]', 'names of config-file sections to apply over [defaults]')
@@ -60,6 +61,6 @@ export function runCommand(act: (code: number) => void): Command<[string[]]> {
         configs,
         host,
       );
-      act(await runMkt(run, host, stderrReporter(run.verbose)));
+      act(await runMkt(run, host, stderrReporter(run.verbose), fast));
     });
 }

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { constants } from 'node:os';
 import { DAEMON_SOCKET_FD } from '../qemu/args.js';
 import { shellQuote } from '../qemu/escape.js';
+import type { AdoptedProcess } from './fast-start.js';
 import type { RunPlan } from './types.js';
 
 /** A run's daemons: sockets bound by prepareDaemons, processes started by start(). */
@@ -46,9 +47,11 @@ const SOCKET_PATH_MAX = 107;
  * after it, on these sockets (virtiofsd's --fd), so neither waits for the
  * other. mkt never accepts on them: start() hands them over and closes its
  * own descriptors within the same turn of the event loop. HELPER is mkt-exec
- * (the parent-death signal, and blocking mode for the socket).
+ * (the parent-death signal, and blocking mode for the socket). ADOPTED:
+ * the daemons bin/mkt's launcher started from this very plan, on sockets it
+ * bound (see fast-start.ts), which start() takes over instead.
  */
-export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
+export function prepareDaemons(plan: RunPlan, helper: string, adopted?: { readonly daemons: readonly AdoptedProcess[]; readonly inodes: readonly number[] }): Daemons {
   const runDir = plan.runDir;
   const procs: { child: ChildProcess; argv: readonly string[]; stderr: string; closed: boolean; failed: boolean; status: string }[] = [];
   let ended = false;
@@ -155,31 +158,35 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
     throw new DaemonError(`virtiofsd's socket ${long.socket} would be longer than the ${SOCKET_PATH_MAX} bytes a Unix socket path may have: set TMPDIR to a shorter directory`);
   }
   const fds: number[] = [];
-  try {
-    mkdirSync(runDir, { mode: 0o700 });
-    plan.daemons.forEach((d, i) => {
-      if (d.dir) mkdirSync(d.dir);
-      // Node's listen() on a path binds and listens before it returns; its close() unlinks the
-      // path it bound, so bind under a scratch name (no longer than the socket's) and rename:
-      // the socket stays where qemu looks
-      const scratch = join(runDir, `${i}.b`);
-      const server = createServer();
-      let failed: Error | undefined;
-      server.on('error', (err) => (failed ??= err));
-      server.listen(scratch);
-      // the listening descriptor, for the daemon's DAEMON_SOCKET_FD (Node has no public accessor)
-      const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-      if (failed || typeof fd !== 'number' || fd < 0) throw failed ?? new InternalError(`no descriptor for the listening socket ${scratch}`);
-      renameSync(scratch, d.socket);
-      servers.push(server);
-      fds.push(fd);
-      inodes.push(fstatSync(fd).ino);
-    });
-  } catch (err) {
-    closeServers();
-    rmSync(runDir, { recursive: true, force: true });
-    if (err instanceof InternalError) throw err;
-    throw new DaemonError(`cannot make virtiofsd's socket in ${runDir}: ${(err as Error).message}`);
+  // the launcher bound them already
+  if (adopted) inodes.push(...adopted.inodes);
+  else {
+    try {
+      mkdirSync(runDir, { mode: 0o700 });
+      plan.daemons.forEach((d, i) => {
+        if (d.dir) mkdirSync(d.dir);
+        // Node's listen() on a path binds and listens before it returns; its close() unlinks the
+        // path it bound, so bind under a scratch name (no longer than the socket's) and rename:
+        // the socket stays where qemu looks
+        const scratch = join(runDir, `${i}.b`);
+        const server = createServer();
+        let failed: Error | undefined;
+        server.on('error', (err) => (failed ??= err));
+        server.listen(scratch);
+        // the listening descriptor, for the daemon's DAEMON_SOCKET_FD (Node has no public accessor)
+        const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+        if (failed || typeof fd !== 'number' || fd < 0) throw failed ?? new InternalError(`no descriptor for the listening socket ${scratch}`);
+        renameSync(scratch, d.socket);
+        servers.push(server);
+        fds.push(fd);
+        inodes.push(fstatSync(fd).ino);
+      });
+    } catch (err) {
+      closeServers();
+      rmSync(runDir, { recursive: true, force: true });
+      if (err instanceof InternalError) throw err;
+      throw new DaemonError(`cannot make virtiofsd's socket in ${runDir}: ${(err as Error).message}`);
+    }
   }
 
   // No turn of the event loop may come between here and start(): libuv would accept qemu's
@@ -202,8 +209,8 @@ export function prepareDaemons(plan: RunPlan, helper: string): Daemons {
       const p = { child: undefined as unknown as ChildProcess, argv: d.argv, stderr: '', closed: false, failed: false, status: 'did not start' };
       procs.push(p);
       try {
-        // its own process group, so that mkt can end whatever it started too
-        p.child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
+        // its own process group, so that mkt can end whatever it started too (as the launcher does)
+        p.child = adopted ? (adopted.daemons[i] as unknown as ChildProcess) : spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
       } catch (err) {
         p.stderr = (err as Error).message;
         p.closed = true;

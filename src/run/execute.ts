@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import type { Daemons } from './daemons.js';
+import type { AdoptedProcess } from './fast-start.js';
 import { FD, type RunPlan } from './types.js';
 
 /** How a run ended. */
@@ -23,7 +24,8 @@ export type Outcome =
   | { readonly kind: 'failed'; readonly reason: string; readonly console: string; readonly qemuStderr: string };
 
 /**
- * When each phase of a run ended, in ms since mkt started (performance.now()).
+ * When each phase of a run ended, in ms since mkt started (performance.now(), plus originMs
+ * where bin/mkt's launcher started first).
  * Guest times come in ms since the guest kernel started; offset maps them.
  */
 export interface BootTrace {
@@ -52,6 +54,10 @@ export interface ExecuteOptions {
   /** The daemons serving the VM, their sockets bound: started right after qemu, killed with it. */
   readonly daemons?: Daemons;
   readonly onAlive?: () => void;
+  /** qemu as bin/mkt's launcher started it, from the plan (see fast-start.ts), and when (ms since mkt started). */
+  readonly adopted?: { readonly qemu: AdoptedProcess; readonly spawnedAt: number; readonly daemonsAt: number } | undefined;
+  /** ms from mkt's start (the launcher's) to this process's performance.now() origin. */
+  readonly originMs?: number;
   /** Called once when mkt-init has not said hello after slowNoticeMs. */
   readonly slowNoticeMs?: number;
   readonly onSlow?: (ms: number) => void;
@@ -107,13 +113,21 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     : ['inherit', 'inherit', 'pipe', 'pipe'];
   const argv = [opts.helper, String(process.pid), String(constants.signals.SIGTERM), '-1', ...plan.argv];
 
+  const now = (): number => performance.now() + (opts.originMs ?? 0);
   return new Promise<Outcome>((resolve) => {
     let child: ChildProcess;
     try {
-      // exec mode: own process group, so a Ctrl-C reaches mkt (which stops qemu) rather than qemu alone;
-      // shell mode: qemu must stay in the terminal's foreground group to read it.
-      child = spawn(argv[0]!, argv.slice(1), { stdio, detached: exec });
-      if (opts.trace) opts.trace.qemuStarted = performance.now();
+      if (opts.adopted) {
+        // started as spawn() below would have (its own session, stdio, parent-death signal), and
+        // with what execute uses of a ChildProcess
+        child = opts.adopted.qemu as unknown as ChildProcess;
+        if (opts.trace) opts.trace.qemuStarted = opts.adopted.spawnedAt;
+      } else {
+        // exec mode: own process group, so a Ctrl-C reaches mkt (which stops qemu) rather than qemu alone;
+        // shell mode: qemu must stay in the terminal's foreground group to read it.
+        child = spawn(argv[0]!, argv.slice(1), { stdio, detached: exec });
+        if (opts.trace) opts.trace.qemuStarted = now();
+      }
     } catch (err) {
       resolve({ kind: 'failed', reason: `cannot start ${argv[0]}: ${(err as Error).message}`, console: '', qemuStderr: '' });
       return;
@@ -194,7 +208,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     } catch (err) {
       stop({ kind: 'failed', reason: `cannot start virtiofsd: ${(err as Error).message}`, console: '', qemuStderr: '' }, 'SIGKILL');
     }
-    if (opts.trace) opts.trace.daemonsStarted = performance.now();
+    if (opts.trace) opts.trace.daemonsStarted = opts.adopted ? opts.adopted.daemonsAt : now();
     child.stderr?.on('data', (b: Buffer) => {
       stderrTail.push(b);
       if (!exec) process.stderr.write(b);
@@ -242,7 +256,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
           // from the emulated RTC, whole seconds behind, which would date files in the future
           ctl.write(Buffer.concat([Buffer.from(`time=${Date.now()}\0`), plan.spec]));
           if (trace) {
-            trace.offset = performance.now() - Number(words[2]);
+            trace.offset = now() - Number(words[2]);
             trace.guestInit = Number(words[1]);
           }
           startStdin();
@@ -331,7 +345,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     const release = (): void => {
       if (released) return;
       released = true;
-      if (opts.trace) opts.trace.vmGone = performance.now();
+      if (opts.trace) opts.trace.vmGone = now();
       for (const t of timers) clearTimeout(t);
       for (const s of signals) process.off(s, onSignal);
       process.stdout.off('resize', onResize);

@@ -15,6 +15,7 @@ import { shellQuote } from '../qemu/escape.js';
 import { cachedInitramfs } from '../rootfs/initramfs.js';
 import { DaemonError, prepareDaemons, type Daemons } from './daemons.js';
 import { type BootTrace, execute, type Outcome } from './execute.js';
+import { type FastStart, planProcesses, recordFastStart, ttyWord } from './fast-start.js';
 import { planRun, type Staged } from './plan.js';
 import type { Accel, ResolvedRun, RunPlan } from './types.js';
 
@@ -199,14 +200,44 @@ function signalStatus(signal: NodeJS.Signals): number {
   return 128 + (constants.signals[signal] ?? 1);
 }
 
-/** Run it; returns the exit status for the CLI. */
-export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter): Promise<number> {
+/** Keep this run's plan for the next start of the same command line (see fast-start.ts); FAST: what this one started from. */
+function recordPlan(host: HostFacts, run: ResolvedRun, staged: Staged, plan: RunPlan, fast: FastStart | undefined): void {
+  let cwd: string;
+  try {
+    cwd = process.cwd();
+  } catch {
+    return; // removed: no launcher finds it either
+  }
+  const tmp = tmpdir();
+  if (!tmp.startsWith('/')) return;
+  recordFastStart(
+    host.cacheDir,
+    {
+      cwd,
+      args: process.argv.slice(2),
+      tty: ttyWord(),
+      env: Object.entries(process.env)
+        .filter(([k, v]) => k.startsWith('MKT_') && v !== undefined)
+        .map(([k, v]) => `${k}=${v}`),
+      needs: [run.kernel.image, staged.initramfs, ...(staged.firmware ? [staged.firmware] : []), plan.argv[0]!, ...plan.daemons.map((d) => d.argv[0]!)],
+      tmp,
+      ...planProcesses(plan),
+    },
+    fast?.recordBytes,
+  );
+}
+
+/** Run it; returns the exit status for the CLI. FAST: what bin/mkt's launcher started from the last run's plan. */
+export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter, fast?: FastStart): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
     reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.image}); pass --kernel to choose another`);
   }
   let staged = stage(run, host);
   reporter.info(`filesystem: ${staged.fs.why}`);
   let runDir: string | undefined;
+  // the launcher's processes fit the first plan or none (see fast-start.ts)
+  let fastOpen = fast !== undefined && !run.dryRun;
+  if (fast && !fastOpen) fast.abandon();
   const fallBack = (why: string): boolean => {
     if (run.fs !== 'auto') return false;
     // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
@@ -218,7 +249,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   sweepRunDirs();
   if (staged.fs.fs === 'virtiofs') {
     try {
-      runDir = newRunDir();
+      runDir = fastOpen ? fast!.runDir : newRunDir();
     } catch (err) {
       if (!(err instanceof DaemonError)) throw err;
       if (!fallBack(err.message)) {
@@ -229,9 +260,19 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   }
   let { accel, watch } = chooseAccel(run, host, reporter);
   for (;;) {
-    const plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
-    // performance.now() counts from the start of the mkt process
-    reporter.info(`qemu starts ${Math.round(performance.now())} ms after mkt started`);
+    let plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
+    const adopted = fastOpen ? fast!.adopt(plan) : undefined;
+    if (fastOpen) {
+      fastOpen = false;
+      reporter.info(adopted ? 'qemu and its daemons were started by the launcher, from the plan the same command line left last time' : "the launcher's start from the last run's plan does not fit this run's: starting anew");
+      if (!adopted && runDir === fast!.runDir) {
+        runDir = newRunDir();
+        plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
+      }
+    }
+    // performance.now() counts from the start of this process; the launcher's start is mkt's
+    const origin = fast?.launchedBefore ?? 0;
+    reporter.info(`qemu starts ${Math.round(adopted ? fast!.qemuSpawnedAt : origin + performance.now())} ms after mkt started`);
     if (run.dryRun) {
       process.stdout.write(`${plan.argv.map(shellQuote).join(' ')}\n`);
       return 0;
@@ -243,7 +284,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     const trace: BootTrace = {};
     let daemons: Daemons;
     try {
-      daemons = prepareDaemons(plan, host.execHelper);
+      daemons = prepareDaemons(plan, host.execHelper, adopted);
     } catch (err) {
       if (!(err instanceof DaemonError)) throw err;
       if (fallBack(err.message)) continue;
@@ -262,6 +303,8 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
         reporter.warn(`the guest has not reached mkt-init after ${ms / 1000} s (${accel}); still waiting: --verbose shows the console, Ctrl-C stops`),
       helper: host.execHelper,
       daemons,
+      adopted: adopted && { qemu: adopted.qemu, spawnedAt: fast!.qemuSpawnedAt, daemonsAt: fast!.daemonsSpawnedAt },
+      originMs: origin,
       onAlive: firstKvm ? () => writeVerdict(host.cacheDir, { bootId: host.bootId, works: true, reason: 'booted' }) : undefined,
     }).finally(() => daemons.stop());
     if (outcome.kind === 'daemon-failed') {
@@ -272,6 +315,8 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     if (run.bootTrace) reporter.warn(renderTrace(trace, plan));
     switch (outcome.kind) {
       case 'exit':
+        // it booted: the next start of this command line can start from this plan
+        if (plan.mode === 'exec') recordPlan(host, run, staged, plan, adopted ? fast : undefined);
         return outcome.code;
       case 'timeout':
         reporter.error(`--timeout ${outcome.seconds} s expired before the command ended; the VM was stopped`);

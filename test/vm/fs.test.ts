@@ -289,3 +289,32 @@ test('a signal, or a SIGKILL of mkt, while qemu waits on daemons that never serv
   // the next run sweeps the directory the SIGKILLed one left
   assert.equal(mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--exec', 'true']).code, 0);
 });
+
+test("virtiofs: the launcher's start from the last run's plan is adopted, or killed when the plan differs; nothing is left", () => {
+  if (!asRoot) return;
+  const cache = join(work, 'fast-cache');
+  const d = join(work, 'fast dir');
+  spawnMkdir(d);
+  const args = ['run', '--kernel', K, '--fs', 'virtiofs', '--dir', d, '--verbose', '--exec', `cat '${d}/in'; echo err >&2; exit 3`];
+  const env = { XDG_CACHE_HOME: cache };
+  const check = (want: RegExp | null): void => {
+    writeFileSync(join(d, 'in'), `${Math.random()}\n`);
+    const r = mkt(args, { env });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stdout.toString(), readFileSync(join(d, 'in'), 'utf8'));
+    assert.match(r.stderr, /^err$/m);
+    if (want) assert.match(r.stderr, want);
+    else assert.doesNotMatch(r.stderr, /launcher/);
+    assert.deepEqual(vmProcesses(cache), []);
+    assert.deepEqual(vmProcesses(d.replace(/ /g, '.')), []);
+    assert.deepEqual(runDirs(), []);
+  };
+  check(null);
+  check(/qemu and its daemons were started by the launcher/);
+  // a daemon's argv changed since: the launcher's processes are killed, mkt starts its own
+  const dir = join(cache, 'mkt', 'start');
+  const file = join(dir, readdirSync(dir)[0]!);
+  writeFileSync(file, readFileSync(file).toString('latin1').replace('cache=auto', 'cache=never'), 'latin1');
+  check(/does not fit this run's: starting anew/);
+  check(/qemu and its daemons were started by the launcher/);
+});

@@ -1,0 +1,172 @@
+/**
+ * The fast start (src/run/fast-start.ts, src/host-helper/mkt-start.c): the
+ * record's format, and with fake qemus that speak mkt-init's protocol, that
+ * the launcher's processes are adopted only when mkt's plan is theirs, and
+ * are gone whatever ends mkt.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, test } from 'node:test';
+import { decodeFastStart, encodeFastStart, fastStartKey, type FastStartRecord, planProcesses, sameProcesses } from '../../src/run/fast-start.js';
+import type { RunPlan } from '../../src/run/types.js';
+
+const MKT = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', 'bin', 'mkt');
+const work = mkdtempSync(join(tmpdir(), 'mkt-fast-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const record: FastStartRecord = {
+  cwd: '/home/u/linux',
+  args: ['run', '--exec', 'echo a  b'],
+  tty: 'nny',
+  env: ['MKT_FS=9p', 'MKT_ACCEL='],
+  needs: ['/k/bzImage'],
+  tmp: '/tmp',
+  qemu: ['/usr/bin/qemu', '-chardev', 'socket,path=\x01/fs0'],
+  daemons: [{ socket: '\x01/fs0', dir: '', argv: ['/usr/lib/qemu/virtiofsd', '--fd=3'] }],
+};
+
+test('a record reads back as written; one a NUL would break is not written', () => {
+  const b = encodeFastStart(record)!;
+  assert.deepEqual(decodeFastStart(b), record);
+  assert.equal(encodeFastStart({ ...record, args: ['run', '--exec', 'a\0b'] }), undefined);
+  assert.equal(encodeFastStart({ ...record, cwd: '/x\x01' }), undefined);
+  assert.equal(decodeFastStart(Buffer.from('mkt-start 2\0end\0')), undefined);
+  assert.equal(decodeFastStart(b.subarray(0, b.length - 4)), undefined);
+  // the key depends on every argument and on where they are split
+  assert.notEqual(fastStartKey('/d', ['run', 'ab']), fastStartKey('/d', ['run', 'a', 'b']));
+  assert.match(fastStartKey('/d', ['run']), /^[0-9a-f]{16}$/);
+});
+
+test("a plan's processes carry the run directory as a mark, so plans of two runs compare equal", () => {
+  const plan = (dir: string): RunPlan =>
+    ({ argv: ['/q', `path=${dir}/fs0`], daemons: [{ argv: ['/v', `--socket=${dir}/fs0`], socket: `${dir}/fs0`, dir: `${dir}/root` }], runDir: dir }) as unknown as RunPlan;
+  const a = planProcesses(plan('/tmp/mkt-run-1-aaaa'));
+  assert.deepEqual(a.qemu, ['/q', 'path=\x01/fs0']);
+  assert.equal(a.daemons[0]!.dir, '\x01/root');
+  assert.ok(sameProcesses(a, planProcesses(plan('/tmp/mkt-run-2-bbbb'))));
+  assert.ok(!sameProcesses(a, { ...a, qemu: ['/q', 'path=\x01/fs1'] }));
+});
+
+/** A bzImage header, enough for mkt to take the file as a kernel. */
+const kernel = join(work, 'bzImage');
+{
+  const b = Buffer.alloc(0x1000);
+  b.writeUInt16LE(0xaa55, 0x1fe);
+  b.write('HdrS', 0x202, 'latin1');
+  b.writeUInt16LE(0x020f, 0x206);
+  b.writeUInt8(1, 0x211);
+  b.writeUInt16LE(0x400, 0x20e);
+  b.write('6.6.6-fake (x@y) #1\0', 0x600, 'latin1');
+  writeFileSync(kernel, b);
+}
+
+const log = join(work, 'started');
+const hang = join(work, 'hang');
+/** A qemu that logs its pid, says hello, then reports that the command exited 7 (or hangs, while HANG exists). */
+function fakeQemu(name: string): string {
+  const p = join(work, name);
+  writeFileSync(p, `#!/bin/sh\necho "${name} $$" >> '${log}'\nprintf 'hello 1 2\\n' >&3\n[ -e '${hang}' ] && exec sleep 1000\nprintf 'exit 7 0 0 1 2\\n' >&3\nexec sleep 1000\n`);
+  chmodSync(p, 0o755);
+  return p;
+}
+const qemuA = fakeQemu('qemu-a');
+const qemuB = fakeQemu('qemu-b');
+
+const cache = join(work, 'cache');
+const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ ...process.env, XDG_CACHE_HOME: cache, MKT_ACCEL: 'tcg', MKT_FS: '9p', ...extra });
+const args = ['run', '--kernel', kernel, '--qemu', qemuA, '--verbose', '--exec', 'true'];
+const run = (extra: Record<string, string> = {}): ReturnType<typeof spawnSync> => spawnSync(MKT, args, { env: env(extra), cwd: work, encoding: 'utf8', timeout: 30_000 });
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  return !alive(pid);
+}
+/** The processes the fake qemus logged: [name, pid]. */
+const started = (): [string, number][] =>
+  existsSync(log)
+    ? readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '))
+        .map(([n, p]) => [n!, Number(p)])
+    : [];
+
+test('the second start of a command line that booted adopts the qemu the launcher started from its record', async () => {
+  rmSync(log, { force: true });
+  const first = run();
+  assert.equal(first.status, 7, String(first.stderr));
+  assert.doesNotMatch(String(first.stderr), /started by the launcher/);
+  const records = readdirSync(join(cache, 'mkt', 'start'));
+  assert.equal(records.length, 1);
+  const second = run();
+  assert.equal(second.status, 7, String(second.stderr));
+  assert.match(String(second.stderr), /qemu and its daemons were started by the launcher/);
+  // one qemu per run, each gone
+  const s = started();
+  assert.deepEqual(
+    s.map(([n]) => n),
+    ['qemu-a', 'qemu-a'],
+  );
+  for (const [, pid] of s) assert.ok(await gone(pid), `qemu ${pid} still running`);
+  // another MKT_ variable: no launcher start (mkt's plan might differ)
+  const other = run({ MKT_QEMU: qemuA });
+  assert.equal(other.status, 7);
+  assert.doesNotMatch(String(other.stderr), /started by the launcher|does not fit/);
+});
+
+test("a record whose plan is not mkt's: the launcher's qemu is killed and mkt starts its own", async () => {
+  rmSync(log, { force: true });
+  assert.equal(run().status, 7);
+  const dir = join(cache, 'mkt', 'start');
+  const file = join(dir, readdirSync(dir)[0]!);
+  // as if qemu's argv had changed since (another binary at the same place in it)
+  const rec = decodeFastStart(readFileSync(file))!;
+  writeFileSync(file, encodeFastStart({ ...rec, qemu: [qemuB, ...rec.qemu.slice(1)] })!);
+  rmSync(log, { force: true });
+  const r = run();
+  assert.equal(r.status, 7, String(r.stderr));
+  assert.match(String(r.stderr), /does not fit this run's: starting anew/);
+  const s = started();
+  assert.deepEqual(s.map(([n]) => n).sort(), ['qemu-a', 'qemu-b']);
+  for (const [, pid] of s) assert.ok(await gone(pid), `qemu ${pid} still running`);
+  // and the record is mkt's own plan again
+  assert.equal(decodeFastStart(readFileSync(file))!.qemu[0], qemuA);
+});
+
+test('what the launcher started dies with mkt: a failure before adoption, and SIGKILL after it', async () => {
+  rmSync(log, { force: true });
+  assert.equal(run().status, 7);
+  // mkt fails before it plans (a broken config file, which the launcher does not read)
+  const cfgDir = join(work, 'cfg');
+  mkdirSync(join(cfgDir, 'mkt'), { recursive: true });
+  writeFileSync(join(cfgDir, 'mkt', 'config'), '[defaults\n');
+  rmSync(log, { force: true });
+  const bad = run({ XDG_CONFIG_HOME: cfgDir });
+  assert.equal(bad.status, 2, String(bad.stderr));
+  assert.match(String(bad.stderr), /bad section header/);
+  const s = started();
+  assert.equal(s.length, 1, 'the launcher started its qemu');
+  assert.ok(await gone(s[0]![1]), 'the launcher\'s qemu outlived a mkt that failed');
+  // adopted, then mkt is SIGKILLed: qemu goes too (the keeper's and qemu's parent-death signals)
+  writeFileSync(hang, '');
+  rmSync(log, { force: true });
+  const mkt = spawn(MKT, args, { env: env(), cwd: work, stdio: 'ignore' });
+  for (let i = 0; i < 100 && started().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 500));
+  mkt.kill('SIGKILL');
+  rmSync(hang);
+  const [[, pid]] = started() as [[string, number]];
+  assert.ok(await gone(pid), `qemu ${pid} outlived a SIGKILLed mkt`);
+});
