@@ -194,6 +194,11 @@ static void keeper(const char *run_dir, pid_t mkt)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != mkt)
 		_exit(0);
+	/* the caller's stdio is mkt's, not the keeper's: a reader waiting for EOF must not wait on it */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (int fd = 0; fd <= 2 && null >= 0; fd++)
+		if (dup2(null, fd) == fd)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
 	pid_t me = getpid();
 	struct sigaction sa = { .sa_handler = on_term, .sa_flags = SA_RESTART };
 	sigaction(SIGTERM, &sa, NULL);
