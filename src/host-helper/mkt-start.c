@@ -10,7 +10,7 @@
  * kill them where it is not. Nothing else is decided here.
  *
  * The keeper (a child of mkt's own process, which the CLI is after exec)
- * starts qemu and each daemon as mkt would (their own session, the
+ * starts qemu and each daemon as mkt would (their own process group, the
  * parent-death signal, qemu's stdio on socketpairs, each daemon on its
  * listening socket), says on its status pipe what it started, then reports
  * each one's end. SIGTERM from mkt: kill them all. It dies with mkt (the
@@ -58,18 +58,38 @@ static long long now_us(void)
 }
 static int ntok;
 
-/* The plan file's words (each ends with a NUL), or -1 when it is not one this launcher reads. */
+/*
+ * The plan file's words (each ends with a NUL), or -1 when it is not one
+ * this launcher reads, or not the user's own (a file anyone else could have
+ * written names programs to run).
+ */
 static int read_plan(int fd)
 {
 	static char buf[1 << 16];
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return -1;
 	ssize_t n, len = 0;
 	while ((n = read(fd, buf + len, sizeof buf - 1 - (size_t)len)) > 0)
 		len += n;
 	if (n < 0 || len == 0 || len >= (ssize_t)sizeof buf - 1 || buf[len - 1] != '\0')
 		return -1;
-	for (char *p = buf; p < buf + len && ntok < MAX_TOKENS; p += strlen(p) + 1)
+	for (char *p = buf; p < buf + len; p += strlen(p) + 1) {
+		if (ntok == MAX_TOKENS)
+			return -1;
 		tok[ntok++] = p;
-	return ntok > 0 && strcmp(tok[0], "mkt-start 1") == 0 ? 0 : -1;
+	}
+	/* whole: its version first, "end" last */
+	return ntok > 1 && strcmp(tok[0], "mkt-start 1") == 0 && strcmp(tok[ntok - 1], "end") == 0 ? 0 : -1;
+}
+
+/* A count in the record: 0 to MAX, else -1. */
+static int count(const char *s, int max)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	return errno || end == s || *end || v < 0 || v > max ? -1 : (int)v;
 }
 
 /* FNV-1a, 64 bits, over the directory and each argument, each with its NUL: the plan's file name (fastStartKey in fast-start.ts). */
@@ -108,41 +128,58 @@ struct proc {
 	int lfd;	   /* daemon: its listening socket */
 	int out[8];	   /* qemu: the keeper's ends of its fds 1..7 (index = fd) */
 	int err[2];	   /* daemon: its stderr pipe */
-	pid_t pid;
-	int done;
+	volatile pid_t pid;
+	volatile sig_atomic_t done;
 };
 
 static struct proc qemu, daemons[MAX_DAEMONS];
 static int ndaemons;
+static volatile sig_atomic_t aborted;
 
 static void kill_all(void)
 {
 	if (qemu.pid > 0 && !qemu.done)
 		kill(qemu.pid, SIGKILL);
+	/* a daemon's process group (its own), and the daemon itself should it not lead one yet */
 	for (int i = 0; i < ndaemons; i++)
-		if (daemons[i].pid > 0 && !daemons[i].done)
-			kill(-daemons[i].pid, SIGKILL);
+		if (daemons[i].pid > 0 && !daemons[i].done && kill(-daemons[i].pid, SIGKILL) < 0)
+			kill(daemons[i].pid, SIGKILL);
 }
 
-/* SIGTERM from mkt: its plan differs, or it is ending; kill (async-signal-safe) is all it does */
+/* SIGTERM from mkt: its plan differs, or it is ending; kill (async-signal-safe) is all it does, and no fork follows */
 static void on_term(int sig)
 {
 	(void)sig;
+	aborted = 1;
 	kill_all();
 }
 
-/* In the child of PARENT: its own session, the parent-death signal SIG, then PROGRAM; never returns. */
+/* Every signal's default action, as a process started by Node.js (libuv) gets; none blocked is left to the caller. */
+static void default_signals(void)
+{
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+}
+
+/*
+ * In the child of PARENT (forked with all signals blocked): the default
+ * signal actions, its own process group (in the keeper's session, which
+ * has no terminal: as good as the session of its own a detached Node.js
+ * child gets; the parent sets the group too, so it is there before the pid
+ * is told), the parent-death signal SIG, then PROGRAM; never returns.
+ */
 static void child_exec(char **argv, int sig, pid_t parent)
 {
-	setsid();
+	default_signals();
+	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, sig);
-	if (getppid() != parent)
-		raise(sig);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
+	/* the parent ended before the signal was set: it is owed now */
+	if (getppid() != parent)
+		raise(sig);
 	execv(argv[0], argv);
 	fprintf(stderr, "mkt-start: cannot execute %s: %m\n", argv[0]);
 	_exit(126);
@@ -199,7 +236,18 @@ static void keeper(const char *run_dir, pid_t mkt)
 	for (int fd = 0; fd <= 2 && null >= 0; fd++)
 		if (dup2(null, fd) == fd)
 			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/*
+	 * Out of the terminal's process group (a Ctrl-C is mkt's to handle, not
+	 * a reason for the keeper to die), with the caller's signal settings
+	 * undone (an ignored SIGCHLD would leave nothing to reap); forks with
+	 * every signal blocked, so no child runs this process's handler.
+	 */
+	setsid();
+	default_signals();
 	pid_t me = getpid();
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
 	struct sigaction sa = { .sa_handler = on_term, .sa_flags = SA_RESTART };
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -218,6 +266,8 @@ static void keeper(const char *run_dir, pid_t mkt)
 	}
 	/* qemu first, then the daemons, as mkt starts them (execute.ts) */
 	pid_t p = fork();
+	if (p > 0)
+		setpgid(p, p); /* as the child does (child_exec) */
 	if (p == 0) {
 		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		dup2(in, 0);
@@ -228,9 +278,13 @@ static void keeper(const char *run_dir, pid_t mkt)
 	}
 	qemu.pid = p;
 	status("pid q %d %lld\n", (int)p, now_us());
-	for (int i = 0; i < ndaemons && p > 0; i++) {
+	sigprocmask(SIG_SETMASK, &old, NULL); /* a SIGTERM pending runs now */
+	for (int i = 0; i < ndaemons && p > 0 && !aborted; i++) {
 		struct proc *d = &daemons[i];
+		sigprocmask(SIG_SETMASK, &all, NULL);
 		p = fork();
+		if (p > 0)
+			setpgid(p, p);
 		if (p == 0) {
 			int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 			dup2(null, 0);
@@ -241,7 +295,9 @@ static void keeper(const char *run_dir, pid_t mkt)
 		}
 		d->pid = p;
 		status("pid %d %d %lld\n", i, (int)p, now_us());
+		sigprocmask(SIG_SETMASK, &old, NULL);
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	/* only the children hold their ends now */
 	for (int fd = 1; fd <= 7; fd++)
 		close(qemu.out[fd]);
@@ -250,8 +306,8 @@ static void keeper(const char *run_dir, pid_t mkt)
 		if (daemons[i].lfd >= 0)
 			close(daemons[i].lfd);
 	}
-	if (p < 0) {
-		status("failed fork %s\n", strerror(errno));
+	if (p < 0 || aborted) {
+		status("failed %s\n", aborted ? "aborted" : strerror(errno));
 		kill_all();
 	} else
 		status("ready\n");
@@ -288,18 +344,20 @@ static int plan_fits(int argc, char **argv, const char *cwd, char *run_dir, size
 	const char *tmp = NULL;
 	char ttys[4] = { isatty(0) ? 'y' : 'n', isatty(1) ? 'y' : 'n', isatty(2) ? 'y' : 'n', 0 };
 	int nenv = 0;
-	while (i < ntok) {
+	/* read_plan made sure the last word is "end": every key's value is before it */
+	for (;;) {
 		const char *k = tok[i++];
 		if (strcmp(k, "end") == 0)
 			break;
-		if (i >= ntok)
+		if (i >= ntok - 1)
 			return -1;
 		if (strcmp(k, "cwd") == 0) {
 			if (strcmp(tok[i++], cwd) != 0)
 				return -1;
 		} else if (strcmp(k, "args") == 0) {
-			int n = atoi(tok[i++]);
-			if (n != argc - 1 || i + n > ntok)
+			const char *c = tok[i++];
+			int n = count(c, ntok - 1 - i); /* words, not reaching the last, "end" */
+			if (n != argc - 1)
 				return -1;
 			for (int a = 0; a < n; a++)
 				if (strcmp(tok[i++], argv[a + 1]) != 0)
@@ -328,14 +386,16 @@ static int plan_fits(int argc, char **argv, const char *cwd, char *run_dir, size
 		} else if (strcmp(k, "qemu") == 0 || strcmp(k, "daemon") == 0) {
 			struct proc *p = &qemu;
 			if (k[0] == 'd') {
-				if (ndaemons == MAX_DAEMONS || i + 3 > ntok)
+				if (ndaemons == MAX_DAEMONS || i + 3 > ntok - 1)
 					return -1;
 				p = &daemons[ndaemons++];
 				p->socket = tok[i++];
 				p->dir = tok[i++];
-			}
-			int n = atoi(tok[i++]);
-			if (n < 1 || i + n > ntok || !(p->argv = calloc((size_t)n + 1, sizeof *p->argv)))
+			} else if (qemu.argv)
+				return -1;
+			const char *c = tok[i++];
+			int n = count(c, ntok - 1 - i);
+			if (n < 1 || !(p->argv = calloc((size_t)n + 1, sizeof *p->argv)))
 				return -1;
 			for (int a = 0; a < n; a++)
 				p->argv[a] = tok[i++];
@@ -500,9 +560,13 @@ int main(int argc, char **argv)
 	snprintf(entry, sizeof entry, "%s/bin/mkt.cjs", self);
 	/* only this launcher sets it, and only for the CLI it runs */
 	unsetenv("MKT_START");
-	speculate(argc, argv);
-	/* Node.js parses every certificate NODE_EXTRA_CA_CERTS names before it runs a line (30-40 ms); mkt makes no TLS connection */
+	/*
+	 * Node.js parses every certificate NODE_EXTRA_CA_CERTS names before it
+	 * runs a line (30-40 ms); mkt makes no TLS connection. Unset before
+	 * anything starts: the processes mkt starts never had it either.
+	 */
 	unsetenv("NODE_EXTRA_CA_CERTS");
+	speculate(argc, argv);
 	char **args = calloc((size_t)argc + 2, sizeof *args);
 	if (!args)
 		return 125;

@@ -32,7 +32,7 @@ export interface BootTrace {
   qemuStarted?: number;
   /** the daemons (virtiofsd) started, after qemu */
   daemonsStarted?: number;
-  /** host ms minus guest ms, from the hello line (its travel time is the error) */
+  /** host ms minus guest ms: the least over mkt-init's timed lines (the error is the quickest one's travel time) */
   offset?: number;
   guestInit?: number;
   guestRoot?: number;
@@ -235,6 +235,14 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       }
     };
 
+    // host ms minus guest ms: each timed line (sent at guest time G) bounds it from above by its
+    // travel time; the least is the truest (a line mkt read late, while Node.js started, says little)
+    const seen = (guestMs: number | undefined): void => {
+      const trace = opts.trace;
+      if (!trace || guestMs === undefined || !Number.isFinite(guestMs)) return;
+      const o = now() - guestMs;
+      trace.offset = trace.offset === undefined ? o : Math.min(trace.offset, o);
+    };
     let ctlBuf = '';
     const ctl = sock(FD.ctl);
     ctl.on('error', () => {});
@@ -256,17 +264,19 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
           // from the emulated RTC, whole seconds behind, which would date files in the future
           ctl.write(Buffer.concat([Buffer.from(`time=${Date.now()}\0`), plan.spec]));
           if (trace) {
-            trace.offset = now() - Number(words[2]);
+            seen(Number(words[2]));
             trace.guestInit = Number(words[1]);
           }
           startStdin();
           opts.onAlive?.();
         } else if (words[0] === 'ready') {
           if (trace) [trace.guestRoot, trace.guestCommand] = [Number(words[1]), Number(words[2])];
+          seen(Number(words[2]));
         } else if (words[0] === 'exit') {
           const [code, out, err, tCmd, tEnd] = words.slice(1).map(Number);
           exitReport = { code: code ?? 125, out: out ?? 0, err: err ?? 0 };
           if (trace) [trace.guestCommand, trace.guestCommandEnd] = [tCmd, tEnd];
+          seen(tEnd);
           maybeAck();
         } else if (line.startsWith('error ')) {
           outcome ??= { kind: 'failed', reason: `mkt-init: ${line.slice(6)}`, console: '', qemuStderr: '' };

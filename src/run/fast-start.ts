@@ -11,7 +11,7 @@
  * never a wrong run.
  */
 import { EventEmitter } from 'node:events';
-import { closeSync, mkdirSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,11 @@ export function fastStartKey(cwd: string, args: readonly string[]): string {
     }
   }
   return h.toString(16).padStart(16, '0');
+}
+
+/** Whether a plan's processes can be recorded: none of their words holds the mark itself. */
+export function recordable(plan: RunPlan): boolean {
+  return ![...plan.argv, ...plan.daemons.flatMap((d) => [...d.argv, d.socket, d.dir ?? ''])].some((w) => w.includes(RUN_DIR_MARK));
 }
 
 /** The plan's processes as a record has them: the run directory replaced by its mark. */
@@ -113,12 +118,15 @@ export function sameProcesses(a: Pick<FastStartRecord, 'qemu' | 'daemons'>, b: P
   return eq(a.qemu, b.qemu) && a.daemons.length === b.daemons.length && a.daemons.every((d, i) => d.socket === b.daemons[i]!.socket && d.dir === b.daemons[i]!.dir && eq(d.argv, b.daemons[i]!.argv));
 }
 
-const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+/** Signal numbers to names, the first name of each (SIGABRT, not SIGIOT), as a ChildProcess reports them. */
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
+for (const [name, n] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name as NodeJS.Signals);
 
 /**
  * A process the keeper started, to mkt as a spawned child is: its pid,
- * stdio, 'exit' and 'close' (once it has exited and its stdout and stderr
- * have closed), kill().
+ * stdio, 'exit' and 'close' (once it has exited and all its stdio sockets
+ * have closed, as a ChildProcess waits for its pipes), kill(). Its events
+ * wait until it is adopted (release()): it may end before anyone listens.
  */
 export class AdoptedProcess extends EventEmitter {
   exitCode: number | null = null;
@@ -126,6 +134,7 @@ export class AdoptedProcess extends EventEmitter {
   readonly stdout: Socket | null;
   readonly stderr: Socket | null;
   private open = 0;
+  private held: (() => void)[] | undefined = [];
   constructor(
     readonly pid: number,
     readonly stdio: (Socket | null)[],
@@ -133,7 +142,7 @@ export class AdoptedProcess extends EventEmitter {
     super();
     this.stdout = stdio[1] ?? null;
     this.stderr = stdio[2] ?? null;
-    for (const s of [this.stdout, this.stderr]) {
+    for (const s of stdio) {
       if (!s) continue;
       this.open++;
       s.on('close', () => {
@@ -141,6 +150,16 @@ export class AdoptedProcess extends EventEmitter {
         this.maybeClose();
       });
     }
+  }
+  /** Its events from now on, those held first (on the next tick: the caller attaches its listeners first). */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    process.nextTick(() => held.forEach((f) => f()));
+  }
+  private tell(f: () => void): void {
+    if (this.held) this.held.push(f);
+    else f();
   }
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
     if (this.exitCode !== null || this.signalCode !== null) return false;
@@ -156,14 +175,20 @@ export class AdoptedProcess extends EventEmitter {
     if (this.exitCode !== null || this.signalCode !== null) return;
     if (signal) this.signalCode = SIGNAL_NAMES.get(signal) ?? 'SIGKILL';
     else this.exitCode = code;
-    this.emit('exit', this.exitCode, this.signalCode);
+    const [c, sig] = [this.exitCode, this.signalCode];
+    this.tell(() => {
+      this.emit('exit', c, sig);
+      // as a ChildProcess does at its exit: a socket nobody reads is drained, so it ends and closes
+      for (const s of this.stdio) if (s && s.listenerCount('data') === 0) s.resume();
+    });
     this.maybeClose();
   }
   private closed = false;
   private maybeClose(): void {
     if (this.closed || this.open > 0 || (this.exitCode === null && this.signalCode === null)) return;
     this.closed = true;
-    this.emit('close', this.exitCode, this.signalCode);
+    const [c, sig] = [this.exitCode, this.signalCode];
+    this.tell(() => this.emit('close', c, sig));
   }
 }
 
@@ -180,11 +205,11 @@ export interface FastStart {
   readonly recordBytes: Buffer;
   /**
    * mkt's plan is the record's: hand over qemu and the daemons (with their
-   * listening sockets' inodes); else kill them and undefined. Once only.
+   * listening sockets' inodes); else undefined, and the caller abandons them.
    */
   adopt(plan: RunPlan): { qemu: AdoptedProcess; daemons: AdoptedProcess[]; inodes: number[] } | undefined;
-  /** Kill what is not adopted (mkt is ending, or its plan differs). */
-  abandon(): void;
+  /** Kill what is not adopted (mkt is ending, or its plan differs); resolves once the keeper has reaped it (2 s at most). */
+  abandon(): Promise<void>;
 }
 
 /**
@@ -282,27 +307,50 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
 
   let decided = false;
   let adopted = false;
+  let keeperGone = false;
   const all = (): AdoptedProcess[] => [...(qemu ? [qemu] : []), ...daemons];
-  const abandon = (): void => {
-    if (adopted) return;
-    decided = true;
+  const killAll = (): void => {
     for (const p of all()) {
+      if (p.exitCode !== null || p.signalCode !== null) continue;
       try {
+        // qemu, and each daemon's group (its own), or the daemon should it not lead one
         process.kill(p === qemu ? p.pid : -p.pid, 'SIGKILL');
       } catch {
-        // gone already
+        p.kill('SIGKILL');
       }
     }
+  };
+  // The keeper ends once all it started have ended and it has said so. Should it end otherwise
+  // (killed), nothing would tell of their ends: kill them and count them as killed.
+  const keeperEnded = new Promise<void>((resolve) =>
+    statusStream.once('close', () => {
+      keeperGone = true;
+      if (!decided || adopted) {
+        killAll();
+        for (const p of all()) p.exited(0, constants.signals.SIGKILL);
+      }
+      resolve();
+    }),
+  );
+  const abandonNow = (): void => {
+    if (adopted) return;
+    decided = true;
+    killAll();
     try {
       process.kill(keeper, 'SIGTERM');
     } catch {
       // gone already
     }
     for (const p of all()) for (const s of p.stdio) s?.destroy();
-    statusStream.destroy();
     if (ndaemons) rmSync(runDir, { recursive: true, force: true });
   };
-  process.once('exit', abandon);
+  const abandon = async (): Promise<void> => {
+    abandonNow();
+    // reaped before mkt starts its own (which may want what they held: a port, a lock)
+    if (!keeperGone) await Promise.race([keeperEnded, new Promise((r) => setTimeout(r, 2000).unref())]);
+    statusStream.destroy();
+  };
+  process.once('exit', abandonNow);
   const timeOrigin = performance.timeOrigin;
   return {
     runDir,
@@ -312,13 +360,20 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
     recordBytes,
     adopt(plan) {
       const record = decodeFastStart(recordBytes);
-      const fits = !decided && qemu !== undefined && daemons.length === ndaemons && record !== undefined && plan.mode === 'exec' && sameProcesses(record, planProcesses(plan));
-      if (!fits) {
-        abandon();
-        return undefined;
-      }
+      const fits =
+        !decided &&
+        !keeperGone &&
+        qemu !== undefined &&
+        daemons.length === ndaemons &&
+        ndaemons === plan.daemons.length &&
+        record !== undefined &&
+        plan.mode === 'exec' &&
+        recordable(plan) &&
+        sameProcesses(record, planProcesses(plan));
+      if (!fits) return undefined;
       decided = adopted = true;
-      process.off('exit', abandon);
+      process.off('exit', abandonNow);
+      for (const p of all()) p.release();
       return { qemu: qemu!, daemons, inodes };
     },
     abandon,
@@ -337,18 +392,26 @@ export function ttyWord(): string {
  */
 export function recordFastStart(cacheDir: string, record: FastStartRecord, same?: Buffer): void {
   const bytes = encodeFastStart(record);
-  if (!bytes || (same && bytes.equals(same))) return;
+  if (!bytes) return;
   const dir = join(cacheDir, 'start');
   const file = join(dir, fastStartKey(record.cwd, record.args));
+  // the mtime says when it was last used, for the pruning below
+  const touch = (): void => {
+    const now = new Date();
+    utimesSync(file, now, now);
+  };
   try {
+    if (same && bytes.equals(same)) return touch();
     mkdirSync(dir, { recursive: true });
     try {
-      if (readFileSync(file).equals(bytes)) return;
+      // one that anyone else could write, mkt-start ignores: written anew
+      const st = statSync(file);
+      if (st.uid === process.getuid?.() && (st.mode & 0o022) === 0 && readFileSync(file).equals(bytes)) return touch();
     } catch {
       // none yet
     }
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, bytes);
+    writeFileSync(tmp, bytes, { mode: 0o600 });
     renameSync(tmp, file);
     const names = readdirSync(dir).filter((n) => /^[0-9a-f]{16}$/.test(n));
     if (names.length > KEEP_RECORDS) {

@@ -15,7 +15,7 @@ import { shellQuote } from '../qemu/escape.js';
 import { cachedInitramfs } from '../rootfs/initramfs.js';
 import { DaemonError, prepareDaemons, type Daemons } from './daemons.js';
 import { type BootTrace, execute, type Outcome } from './execute.js';
-import { type FastStart, planProcesses, recordFastStart, ttyWord } from './fast-start.js';
+import { type FastStart, planProcesses, recordable, recordFastStart, ttyWord } from './fast-start.js';
 import { planRun, type Staged } from './plan.js';
 import type { Accel, ResolvedRun, RunPlan } from './types.js';
 
@@ -192,7 +192,7 @@ export function renderTrace(t: BootTrace, plan: RunPlan): string {
     prev = ms;
     return line;
   });
-  return `boot trace (${plan.accel}, ${plan.fs}; guest times mapped through the hello line):\n${lines.join('\n')}`;
+  return `boot trace (${plan.accel}, ${plan.fs}; guest times mapped through its messages to mkt):\n${lines.join('\n')}`;
 }
 
 /** mkt's status when SIGNAL stopped it: 128+N, as a shell reports a process killed by signal N. */
@@ -237,7 +237,9 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   let runDir: string | undefined;
   // the launcher's processes fit the first plan or none (see fast-start.ts)
   let fastOpen = fast !== undefined && !run.dryRun;
-  if (fast && !fastOpen) fast.abandon();
+  if (fast && !fastOpen) await fast.abandon();
+  // a run directory of mkt's own naming, TMPDIR checked: the launcher's stands in for it while its processes may fit
+  let ownRunDir: string | undefined;
   const fallBack = (why: string): boolean => {
     if (run.fs !== 'auto') return false;
     // auto means "virtiofs where it serves": here it did not, so 9p (with 9p's boot modules)
@@ -249,7 +251,8 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   sweepRunDirs();
   if (staged.fs.fs === 'virtiofs') {
     try {
-      runDir = fastOpen ? fast!.runDir : newRunDir();
+      ownRunDir = newRunDir();
+      runDir = fastOpen ? fast!.runDir : ownRunDir;
     } catch (err) {
       if (!(err instanceof DaemonError)) throw err;
       if (!fallBack(err.message)) {
@@ -265,9 +268,12 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     if (fastOpen) {
       fastOpen = false;
       reporter.info(adopted ? 'qemu and its daemons were started by the launcher, from the plan the same command line left last time' : "the launcher's start from the last run's plan does not fit this run's: starting anew");
-      if (!adopted && runDir === fast!.runDir) {
-        runDir = newRunDir();
-        plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
+      if (!adopted) {
+        await fast!.abandon();
+        if (runDir === fast!.runDir) {
+          runDir = ownRunDir;
+          plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
+        }
       }
     }
     // performance.now() counts from the start of this process; the launcher's start is mkt's
@@ -316,7 +322,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
     switch (outcome.kind) {
       case 'exit':
         // it booted: the next start of this command line can start from this plan
-        if (plan.mode === 'exec') recordPlan(host, run, staged, plan, adopted ? fast : undefined);
+        if (plan.mode === 'exec' && recordable(plan)) recordPlan(host, run, staged, plan, adopted ? fast : undefined);
         return outcome.code;
       case 'timeout':
         reporter.error(`--timeout ${outcome.seconds} s expired before the command ended; the VM was stopped`);

@@ -170,3 +170,82 @@ test('what the launcher started dies with mkt: a failure before adoption, and SI
   const [[, pid]] = started() as [[string, number]];
   assert.ok(await gone(pid), `qemu ${pid} outlived a SIGKILLed mkt`);
 });
+
+/** The keeper: the child of mkt's process that the launcher left (its command name is mkt-start's). */
+function keeperOf(mktPid: number): number | undefined {
+  for (const e of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === mktPid && state !== 'Z' && stat.includes('(mkt-start)')) return Number(e);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** Start mkt with the fake qemu hanging after hello, adopted from the record; its pid, the qemu's, and its end. */
+async function hangingAdopted(how: string[] = []): Promise<{ mkt: ReturnType<typeof spawn>; qemu: number; ended: Promise<number | null> }> {
+  assert.equal(run().status, 7);
+  writeFileSync(hang, '');
+  rmSync(log, { force: true });
+  const mkt = spawn(how[0] ?? MKT, [...how.slice(1), ...(how.length ? [MKT] : []), ...args], { env: env(), cwd: work, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  let err = '';
+  mkt.stderr!.on('data', (b) => (err += b));
+  const ended = new Promise<number | null>((r) => mkt.on('exit', (c, s) => r(c ?? (s ? -1 : null))));
+  for (let i = 0; i < 100 && !/started by the launcher/.test(err); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(err, /started by the launcher/);
+  rmSync(hang);
+  return { mkt, qemu: started()[0]![1], ended };
+}
+
+test('a Ctrl-C to the whole process group, or a keeper that dies, still ends mkt and its qemu', async () => {
+  // the terminal's Ctrl-C: SIGINT to mkt's whole group (the keeper is not in it)
+  const a = await hangingAdopted();
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(-a.mkt.pid!, 'SIGINT');
+  assert.equal(await a.ended, 130);
+  assert.ok(await gone(a.qemu), 'qemu outlived a Ctrl-C');
+  // the keeper killed (nothing would report qemu's end): mkt must not wait for ever
+  const b = await hangingAdopted();
+  const k = keeperOf(b.mkt.pid!);
+  assert.ok(k, 'no keeper found');
+  process.kill(k, 'SIGKILL');
+  const code = await Promise.race([b.ended, new Promise((r) => setTimeout(() => r('hung'), 10_000))]);
+  assert.equal(code, 125);
+  assert.ok(await gone(b.qemu), 'qemu outlived its keeper');
+});
+
+test("a caller's ignored SIGCHLD does not stop the keeper from reporting", async () => {
+  assert.equal(run().status, 7);
+  const r = spawnSync('sh', ['-c', `trap '' CHLD; exec "$@"`, 'sh', MKT, ...args], { env: env(), cwd: work, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 7, r.stderr);
+  assert.match(r.stderr, /started by the launcher/);
+});
+
+test("a record that is broken, or anyone else's to write, is not used: the run is the CLI's own", () => {
+  assert.equal(run().status, 7);
+  const dir = join(cache, 'mkt', 'start');
+  const file = join(dir, readdirSync(dir)[0]!);
+  const good = readFileSync(file);
+  const bad: Buffer[] = [
+    Buffer.from(good.toString('latin1').replace(/\0args\0\d+\0/, '\0args\x002147483647\0'), 'latin1'),
+    Buffer.from(good.toString('latin1').replace(/\0qemu\0\d+\0/, '\0qemu\x00-5\0'), 'latin1'),
+    good.subarray(0, good.length - 4),
+    Buffer.concat([good.subarray(0, good.length - 4), Buffer.from('qemu\x001\0/bin/true\0end\0')]),
+  ];
+  for (const b of bad) {
+    writeFileSync(file, b);
+    const r = run();
+    assert.equal(r.status, 7, String(r.stderr));
+    assert.doesNotMatch(String(r.stderr), /started by the launcher|does not fit/);
+  }
+  assert.equal(run().status, 7);
+  chmodSync(file, 0o666);
+  const r = run();
+  assert.equal(r.status, 7);
+  assert.doesNotMatch(String(r.stderr), /started by the launcher/);
+  // and that run wrote it anew, the user's own
+  assert.match(String(run().stderr), /started by the launcher/);
+});
