@@ -216,7 +216,10 @@ export interface FastStart {
  * The processes mkt-start started for this run (MKT_START), else undefined.
  * MKT_START is KEEPER START_US PLAN STATUS Q1..Q7 NDAEMONS D0.. RUN_DIR
  * (mkt-start.c): numbers, descriptors but the first two. Deletes it, so
- * nothing mkt starts sees it. Until adopted, they are
+ * nothing mkt starts sees it. (The descriptors cannot be close-on-exec,
+ * as node inherits them, and Node.js cannot set that after: a program mkt
+ * runs before it adopts or abandons them, depmod say, inherits them too,
+ * which only matters were it to outlive mkt.) Until adopted, they are
  * killed and their run directory removed when mkt ends (an error, say).
  */
 export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
