@@ -1,6 +1,7 @@
 /** The exit-status table, shown by `mkt run --help` and in the man page. */
 export const EXIT_TABLE = `Exit status:
-  N      with --exec: the command's own status (128+N when a signal N killed it)
+  N      with --exec: the command's own status (128+N when a signal N killed it;
+         141 when mkt's reader went away while it still wrote, as SIGPIPE does)
   N      interactive: the shell's exit status; 0 after Ctrl-A x
   2      invalid options
   124    --timeout expired

@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <ftw.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -138,7 +140,8 @@ static volatile sig_atomic_t aborted;
 
 static void kill_all(void)
 {
-	if (qemu.pid > 0 && !qemu.done)
+	/* qemu's process group (its own), as the daemons' below */
+	if (qemu.pid > 0 && !qemu.done && kill(-qemu.pid, SIGKILL) < 0)
 		kill(qemu.pid, SIGKILL);
 	/* a daemon's process group (its own), and the daemon itself should it not lead one yet */
 	for (int i = 0; i < ndaemons; i++)
@@ -226,16 +229,43 @@ static void status(const char *fmt, ...)
  * The keeper: start what the plan names, report, reap, report. Runs with
  * the status pipe's write end at status_fd; exits when all have ended.
  */
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	remove(path);
+	return 0;
+}
+
 static void keeper(const char *run_dir, pid_t mkt)
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != mkt)
-		_exit(0);
-	/* the caller's stdio is mkt's, not the keeper's: a reader waiting for EOF must not wait on it */
+	/*
+	 * mkt's death (however it died: before Node.js runs a line, a Ctrl-C
+	 * kills it outright) is a SIGTERM here: everything goes, and so does the
+	 * run directory, below, which nobody else would remove.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/*
+	 * The caller's descriptors are mkt's, not the keeper's, nor qemu's: a
+	 * reader waiting for EOF, or a lock, must not wait on them (Node.js's
+	 * children do not get them either). stdio becomes /dev/null, every other
+	 * descriptor but the keeper's own (all close-on-exec) is closed.
+	 */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	for (int fd = 0; fd <= 2 && null >= 0; fd++)
 		if (dup2(null, fd) == fd)
 			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	DIR *fds = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (fds && (e = readdir(fds))) {
+		int fd = atoi(e->d_name);
+		int fl = fd > 2 && fd != dirfd(fds) ? fcntl(fd, F_GETFD) : -1;
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			close(fd);
+	}
+	if (fds)
+		closedir(fds);
 	/*
 	 * Out of the terminal's process group (a Ctrl-C is mkt's to handle, not
 	 * a reason for the keeper to die), with the caller's signal settings
@@ -251,6 +281,8 @@ static void keeper(const char *run_dir, pid_t mkt)
 	struct sigaction sa = { .sa_handler = on_term, .sa_flags = SA_RESTART };
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (getppid() != mkt)
+		_exit(0);
 	if (ndaemons && mkdir(run_dir, 0700) < 0) {
 		status("failed mkdir %s\n", strerror(errno));
 		_exit(0);
@@ -330,6 +362,9 @@ static void keeper(const char *run_dir, pid_t mkt)
 				status("exit %d %d %d\n", i, code, sig);
 			}
 	}
+	/* all reaped: with mkt gone, the run directory is the keeper's to remove (mkt removes it itself otherwise) */
+	if (ndaemons && getppid() != mkt)
+		nftw(run_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	_exit(0);
 }
 
@@ -480,7 +515,8 @@ static void speculate(int argc, char **argv)
 		return;
 	if (n >= (int)sizeof path)
 		return;
-	int pf = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO there must not hold the start (read_plan takes only a regular file) */
+	int pf = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (pf < 0)
 		return;
 	if (read_plan(pf) < 0 || plan_fits(argc, argv, cwd, run_dir, sizeof run_dir) < 0 || lseek(pf, 0, SEEK_SET) < 0) {

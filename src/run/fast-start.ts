@@ -305,7 +305,8 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
     feed();
   });
   statusStream.on('error', () => {});
-  // the status pipe alone must not keep mkt up
+  // the status pipe alone must not keep mkt up until its processes are adopted: then it tells of
+  // their ends, as a ChildProcess's own handle does, and holds mkt up for them (adopt())
   statusStream.unref();
 
   let decided = false;
@@ -316,8 +317,8 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
     for (const p of all()) {
       if (p.exitCode !== null || p.signalCode !== null) continue;
       try {
-        // qemu, and each daemon's group (its own), or the daemon should it not lead one
-        process.kill(p === qemu ? p.pid : -p.pid, 'SIGKILL');
+        // each one's process group (its own), or the process should it not lead one yet
+        process.kill(-p.pid, 'SIGKILL');
       } catch {
         p.kill('SIGKILL');
       }
@@ -349,11 +350,20 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
   };
   const abandon = async (): Promise<void> => {
     abandonNow();
+    for (const s of signals) process.off(s, onSignal);
     // reaped before mkt starts its own (which may want what they held: a port, a lock)
     if (!keeperGone) await Promise.race([keeperEnded, new Promise((r) => setTimeout(r, 2000).unref())]);
     statusStream.destroy();
   };
   process.once('exit', abandonNow);
+  // a signal before mkt adopts them, which would end mkt without its 'exit' handlers: the same,
+  // and mkt's status for it, as once the run is under way (128+N)
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  const onSignal = (sig: NodeJS.Signals): void => {
+    abandonNow();
+    process.exit(128 + (constants.signals[sig] ?? 1));
+  };
+  for (const s of signals) process.on(s, onSignal);
   const timeOrigin = performance.timeOrigin;
   return {
     runDir,
@@ -376,6 +386,8 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
       if (!fits) return undefined;
       decided = adopted = true;
       process.off('exit', abandonNow);
+      for (const s of signals) process.off(s, onSignal);
+      statusStream.ref();
       for (const p of all()) p.release();
       return { qemu: qemu!, daemons, inodes };
     },
@@ -407,9 +419,9 @@ export function recordFastStart(cacheDir: string, record: FastStartRecord, same?
     if (same && bytes.equals(same)) return touch();
     mkdirSync(dir, { recursive: true });
     try {
-      // one that anyone else could write, mkt-start ignores: written anew
+      // one that anyone else could write, or no file (a FIFO would hold a read), mkt-start ignores: written anew
       const st = statSync(file);
-      if (st.uid === process.getuid?.() && (st.mode & 0o022) === 0 && readFileSync(file).equals(bytes)) return touch();
+      if (st.isFile() && st.uid === process.getuid?.() && (st.mode & 0o022) === 0 && readFileSync(file).equals(bytes)) return touch();
     } catch {
       // none yet
     }

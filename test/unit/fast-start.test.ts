@@ -249,3 +249,46 @@ test("a record that is broken, or anyone else's to write, is not used: the run i
   // and that run wrote it anew, the user's own
   assert.match(String(run().stderr), /started by the launcher/);
 });
+
+test("the caller's extra descriptors reach neither the launcher's qemu nor its keeper; a FIFO for a record holds nothing up", async () => {
+  assert.equal(run().status, 7);
+  const fdLog = join(work, 'fds');
+  const q = join(work, 'qemu-fds');
+  writeFileSync(q, `#!/bin/sh\nls /proc/$$/fd > '${fdLog}'\nprintf 'hello 1 2\\n' >&3\nprintf 'exit 7 0 0 1 2\\n' >&3\nexec sleep 1000\n`);
+  chmodSync(q, 0o755);
+  const fdArgs = ['run', '--kernel', kernel, '--qemu', q, '--verbose', '--exec', 'true'];
+  const withFd = (): ReturnType<typeof spawnSync> =>
+    spawnSync('sh', ['-c', `exec "$@" 9>'${join(work, 'fd9')}'`, 'sh', MKT, ...fdArgs], { env: env(), cwd: work, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(withFd().status, 7);
+  const r = withFd();
+  assert.equal(r.status, 7, String(r.stderr));
+  assert.match(String(r.stderr), /started by the launcher/);
+  const fds = readFileSync(fdLog, 'utf8').split('\n').filter(Boolean).map(Number);
+  // (the shell of the fake holds 10 and up for itself)
+  assert.ok(!fds.includes(8) && !fds.includes(9), `qemu got descriptors ${fds.join(' ')}`);
+  // a FIFO where the record would be: not opened for reading (that would wait for a writer)
+  const dir = join(cache, 'mkt', 'start');
+  for (const f of readdirSync(dir)) rmSync(join(dir, f));
+  spawnSync('mkfifo', [join(dir, fastStartKey(work, args))]);
+  const fifo = run();
+  assert.equal(fifo.status, 7, String(fifo.stderr));
+});
+
+test("an unfit start's whole process group goes, not only its qemu", async () => {
+  assert.equal(run().status, 7);
+  const dir = join(cache, 'mkt', 'start');
+  const file = join(dir, fastStartKey(work, args));
+  const childLog = join(work, 'qemu-c-child');
+  const q = join(work, 'qemu-c');
+  // a "qemu" that leaves a child behind, in its own process group
+  writeFileSync(q, `#!/bin/sh\nsleep 1000 &\necho $! > '${childLog}'\nexec sleep 1000\n`);
+  chmodSync(q, 0o755);
+  const rec = decodeFastStart(readFileSync(file))!;
+  writeFileSync(file, encodeFastStart({ ...rec, qemu: [q, ...rec.qemu.slice(1)] })!, { mode: 0o600 });
+  rmSync(childLog, { force: true });
+  const r = run();
+  assert.equal(r.status, 7);
+  assert.match(String(r.stderr), /does not fit/);
+  for (let i = 0; i < 50 && !existsSync(childLog); i++) await new Promise((res) => setTimeout(res, 20));
+  assert.ok(await gone(Number(readFileSync(childLog, 'utf8'))), "the unfit qemu's child outlived it");
+});
