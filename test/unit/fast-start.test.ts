@@ -9,12 +9,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
+import { fakeBzImage, fakeScript, gone, MKT } from '../fakes/processes.js';
 import { decodeFastStart, encodeFastStart, fastStartKey, type FastStartRecord, planProcesses, sameProcesses } from '../../src/run/fast-start.js';
 import type { RunPlan } from '../../src/run/types.js';
 
-const MKT = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', 'bin', 'mkt');
 const work = mkdtempSync(join(tmpdir(), 'mkt-fast-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
@@ -51,27 +50,13 @@ test("a plan's processes carry the run directory as a mark, so plans of two runs
   assert.ok(!sameProcesses(a, { ...a, qemu: ['/q', 'path=\x01/fs1'] }));
 });
 
-/** A bzImage header, enough for mkt to take the file as a kernel. */
-const kernel = join(work, 'bzImage');
-{
-  const b = Buffer.alloc(0x1000);
-  b.writeUInt16LE(0xaa55, 0x1fe);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x020f, 0x206);
-  b.writeUInt8(1, 0x211);
-  b.writeUInt16LE(0x400, 0x20e);
-  b.write('6.6.6-fake (x@y) #1\0', 0x600, 'latin1');
-  writeFileSync(kernel, b);
-}
+const kernel = fakeBzImage(join(work, 'bzImage'));
 
 const log = join(work, 'started');
 const hang = join(work, 'hang');
 /** A qemu that logs its pid, says hello, then reports that the command exited 7 (or hangs, while HANG exists). */
 function fakeQemu(name: string): string {
-  const p = join(work, name);
-  writeFileSync(p, `#!/bin/sh\necho "${name} $$" >> '${log}'\nprintf 'hello 1 2\\n' >&3\n[ -e '${hang}' ] && exec sleep 1000\nprintf 'exit 7 0 0 1 2\\n' >&3\nexec sleep 1000\n`);
-  chmodSync(p, 0o755);
-  return p;
+  return fakeScript(work, name, `echo "${name} $$" >> '${log}'\nprintf 'hello 1 2\\n' >&3\n[ -e '${hang}' ] && exec sleep 1000\nprintf 'exit 7 0 0 1 2\\n' >&3\nexec sleep 1000`);
 }
 const qemuA = fakeQemu('qemu-a');
 const qemuB = fakeQemu('qemu-b');
@@ -81,18 +66,6 @@ const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ ...pro
 const args = ['run', '--kernel', kernel, '--qemu', qemuA, '--verbose', '--exec', 'true'];
 const run = (extra: Record<string, string> = {}): ReturnType<typeof spawnSync> => spawnSync(MKT, args, { env: env(extra), cwd: work, encoding: 'utf8', timeout: 30_000 });
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-async function gone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-  return !alive(pid);
-}
 /** The processes the fake qemus logged: [name, pid]. */
 const started = (): [string, number][] =>
   existsSync(log)

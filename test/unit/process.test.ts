@@ -1,36 +1,18 @@
 /** Process handling against fake qemu executables: failures, the KVM fallback, signals, leftovers. */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
+import { alive, fakeBzImage, fakeScript, gone, MKT } from '../fakes/processes.js';
 
-const MKT = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', 'bin', 'mkt');
 const work = mkdtempSync(join(tmpdir(), 'mkt-proc-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/** A file with a valid bzImage header, enough for mkt to accept it as a kernel. */
-const kernel = join(work, 'bzImage');
-{
-  const b = Buffer.alloc(0x1000);
-  b.writeUInt16LE(0xaa55, 0x1fe);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x020f, 0x206);
-  b.writeUInt8(1, 0x211);
-  b.writeUInt16LE(0x400, 0x20e);
-  b.write('6.6.6-fake (x@y) #1\0', 0x600, 'latin1');
-  writeFileSync(kernel, b);
-}
-
-function fake(name: string, body: string): string {
-  const p = join(work, name);
-  writeFileSync(p, `#!/bin/sh\n${body}\n`);
-  chmodSync(p, 0o755);
-  return p;
-}
+const kernel = fakeBzImage(join(work, 'bzImage'));
+const fake = (name: string, body: string): string => fakeScript(work, name, body);
 
 const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
   ...process.env,
@@ -39,14 +21,6 @@ const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
   ...extra,
 });
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 test('help into a reader that leaves at once ends quietly (141, as SIGPIPE would, or 0 when it all fitted the pipe)', () => {
   for (let i = 0; i < 3; i++) {
@@ -176,11 +150,6 @@ async function startHanging(name: string): Promise<{ mkt: ReturnType<typeof spaw
   const qemuPid = Number(readFileSync(pidfile, 'utf8'));
   assert.ok(alive(qemuPid));
   return { mkt: child, qemuPid };
-}
-
-async function gone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-  return !alive(pid);
 }
 
 test('SIGTERM or SIGINT to mkt stops qemu and exits 128+N', async () => {
