@@ -351,8 +351,14 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
   const abandon = async (): Promise<void> => {
     abandonNow();
     for (const s of signals) process.off(s, onSignal);
-    // reaped before mkt starts its own (which may want what they held: a port, a lock)
-    if (!keeperGone) await Promise.race([keeperEnded, new Promise((r) => setTimeout(r, 2000).unref())]);
+    // reaped before mkt starts its own (which may want what they held: a port, a lock); the wait
+    // holds mkt up (nothing else may yet)
+    if (!keeperGone) {
+      statusStream.ref();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([keeperEnded, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+    }
     statusStream.destroy();
   };
   process.once('exit', abandonNow);
