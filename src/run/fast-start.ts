@@ -350,7 +350,6 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
   };
   const abandon = async (): Promise<void> => {
     abandonNow();
-    for (const s of signals) process.off(s, onSignal);
     // reaped before mkt starts its own (which may want what they held: a port, a lock); the wait
     // holds mkt up (nothing else may yet)
     if (!keeperGone) {
@@ -360,15 +359,23 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
       clearTimeout(timer);
     }
     statusStream.destroy();
+    stopListening();
   };
   process.once('exit', abandonNow);
-  // a signal before mkt adopts them, which would end mkt without its 'exit' handlers: the same,
-  // and mkt's status for it, as once the run is under way (128+N)
+  // A signal before mkt decides, which would end mkt without its 'exit' handlers: the same, and
+  // mkt's status for it, as once the run is under way (128+N). One caught while mkt's code runs
+  // is told later, when the event loop turns: by then the run's own listeners may be there, but
+  // too late to have caught it, so it goes to them; this listener goes once that turn is past.
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   const onSignal = (sig: NodeJS.Signals): void => {
-    abandonNow();
-    process.exit(128 + (constants.signals[sig] ?? 1));
+    const others = process.listeners(sig).filter((l) => l !== onSignal) as ((s: NodeJS.Signals) => void)[];
+    if (!decided || !others.length) {
+      abandonNow();
+      process.exit(128 + (constants.signals[sig] ?? 1));
+    }
+    for (const l of others) l(sig);
   };
+  const stopListening = (): void => void setImmediate(() => signals.forEach((s) => process.off(s, onSignal)));
   for (const s of signals) process.on(s, onSignal);
   const timeOrigin = performance.timeOrigin;
   return {
@@ -392,7 +399,7 @@ export function takeFastStart(env: NodeJS.ProcessEnv): FastStart | undefined {
       if (!fits) return undefined;
       decided = adopted = true;
       process.off('exit', abandonNow);
-      for (const s of signals) process.off(s, onSignal);
+      stopListening();
       statusStream.ref();
       for (const p of all()) p.release();
       return { qemu: qemu!, daemons, inodes };
