@@ -362,8 +362,12 @@ static void keeper(const char *run_dir, pid_t mkt)
 				status("exit %d %d %d\n", i, code, sig);
 			}
 	}
-	/* all reaped: with mkt gone, the run directory is the keeper's to remove (mkt removes it itself otherwise) */
-	if (ndaemons && getppid() != mkt)
+	/*
+	 * All reaped: with mkt gone, or its plan another, the run directory is
+	 * the keeper's to remove, now that no daemon of its own is left to make
+	 * anything in it (mkt removes it itself after a run it adopted)
+	 */
+	if (ndaemons && (aborted || getppid() != mkt))
 		nftw(run_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	_exit(0);
 }
