@@ -118,7 +118,7 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
     let child: ChildProcess;
     try {
       if (opts.adopted) {
-        // started as spawn() below would have (its own session, stdio, parent-death signal), and
+        // started as spawn() below would have (its own process group, stdio, parent-death signal), and
         // with what execute uses of a ChildProcess
         child = opts.adopted.qemu as unknown as ChildProcess;
         if (opts.trace) opts.trace.qemuStarted = opts.adopted.spawnedAt;
