@@ -1,9 +1,9 @@
 /** Fakes and process checks for the unit tests of process handling (no VM boots). */
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const MKT = join(fileURLToPath(import.meta.url), '..', '..', '..', '..', 'bin', 'mkt');
+/** bin/mkt, as the real-boot tests run it. */
+export { MKT } from '../vm/helpers.js';
 
 /** Write at PATH a file with a valid bzImage header, enough for mkt to accept it as a kernel. */
 export function fakeBzImage(path: string): string {
