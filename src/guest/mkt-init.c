@@ -71,9 +71,23 @@ static double t_init, t_root, t_cmd;
 
 /* make CFLAGS+=-DMKT_STEPS: each boot step's end time on the console, for finding where time goes */
 #ifdef MKT_STEPS
-#define STEP(name) dprintf(2, "mkt-init: step %-14s %8.3f\n", name, uptime_ms())
+/* kept in memory and printed before the exit report (steps_print): writing each to the serial console as it happens takes time of its own */
+static struct {
+	const char *name;
+	double at;
+} steps[64];
+static int nsteps;
+#define STEP(what) (nsteps < 64 ? (void)(steps[nsteps].name = (what), steps[nsteps++].at = uptime_ms()) : (void)0)
+static void steps_print(void)
+{
+	double prev = t_init;
+	dprintf(2, "mkt-init: step %-14s %8.3f\n", "init", t_init);
+	for (int i = 0; i < nsteps; prev = steps[i++].at)
+		dprintf(2, "mkt-init: step %-14s %8.3f %+7.3f\n", steps[i].name, steps[i].at, steps[i].at - prev);
+}
 #else
-#define STEP(name) ((void)0)
+#define STEP(what) ((void)0)
+#define steps_print() ((void)0)
 #endif
 static char *spec_keys[MAX_RECORDS];
 static char *spec_vals[MAX_RECORDS];
@@ -922,8 +936,10 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	sigaction(SIGCHLD, &sa, NULL);
 	char **env = build_env();
 	mounts_fd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+	STEP("exec_prep");
 	pid_t pid = start_command(cmd, inp[0], out[1], err[1], env);
 	t_cmd = uptime_ms();
+	STEP("spawned");
 	/* ready ROOT CMD: when the root was mounted and the command (or shell) started */
 	ctl_line("ready %.3f %.3f", t_root, t_cmd);
 	close(out[1]);
@@ -1008,6 +1024,7 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	STEP("command");
 	flush_writes();
 	STEP("flush");
+	steps_print();
 	ctl_line("exit %d %lld %lld %.3f %.3f", status, nout, nerr, t_cmd, uptime_ms());
 }
 
@@ -1122,6 +1139,7 @@ int main(void)
 	mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
 	do_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	do_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	STEP("early_mounts");
 	load_modules();
 	STEP("load_modules");
 
