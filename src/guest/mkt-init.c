@@ -343,13 +343,40 @@ static int open_port(const char *name, int flags)
 }
 
 /*
+ * mkt's ports by number (PORTS in src/qemu/args.ts): mkt puts its
+ * virtio-serial device in the first free PCI slot, ahead of every other
+ * virtio device, so the kernel numbers it 0 and the port numbered N is
+ * /dev/vport0pN. Opening that reads nothing in sysfs.
+ */
+static const struct {
+	const char *name;
+	int nr;
+} PORTS[] = { { "mkt.ctl", 1 }, { "mkt.stdin", 2 }, { "mkt.stdout", 3 }, { "mkt.stderr", 4 } };
+
+static int open_port_nr(const char *name, int flags)
+{
+	for (size_t i = 0; i < sizeof PORTS / sizeof PORTS[0]; i++) {
+		if (strcmp(PORTS[i].name, name) != 0)
+			continue;
+		char p[40];
+		snprintf(p, sizeof p, "/dev/vport0p%d", PORTS[i].nr);
+		return open(p, flags | O_CLOEXEC);
+	}
+	return -1;
+}
+
+/*
  * Ports are announced to the guest asynchronously, by a kernel worker that
- * runs when init lets it; wait a bounded time for one.
+ * runs when init lets it; wait a bounded time for one. By its number, and
+ * now and then by its name too, should the device have come out otherwise
+ * (a --qemu-arg virtio device placed ahead of it, say).
  */
 static int wait_port(const char *name, int flags)
 {
 	for (int i = 0; i < 6000; i++) {
-		int fd = open_port(name, flags);
+		int fd = open_port_nr(name, flags);
+		if (fd < 0 && i % 64 == 63)
+			fd = open_port(name, flags);
 		if (fd >= 0)
 			return fd;
 		wait_a_little(i);
@@ -857,6 +884,13 @@ static void exec_plain(char **env)
 	if (strchr(argv[0], '/')) {
 		execve(argv[0], argv, env);
 		return;
+	}
+	/* "exe": where mkt, on the host, found the search ends: one exec rather than a failed one per PATH entry */
+	const char *exe = spec_get("exe");
+	if (exe) {
+		execve(exe, argv, env);
+		if (errno != ENOENT && errno != ENOTDIR && errno != EACCES)
+			return;
 	}
 	const char *path = NULL;
 	for (int i = 0; env[i]; i++)

@@ -51,33 +51,49 @@ export function kernelArgs(image: string, initrd: string, cmdline: string): read
 }
 
 /**
+ * Where mkt's virtio-serial device sits: the first PCI slot the pc machine
+ * leaves free, ahead of every other virtio device (mkt's filesystems and
+ * any --qemu-arg device come later), so the guest numbers it virtio device
+ * 0 and names its ports /dev/vport0pN.
+ */
+export const SERIAL_PCI_ADDR = 2;
+
+/**
+ * mkt's ports and their fixed numbers (0 is the console's): with the device
+ * at SERIAL_PCI_ADDR, mkt-init opens /dev/vport0pN at once, without looking
+ * for the port's name in sysfs (first reads of sysfs cost some 8 ms of a
+ * TCG boot). mkt-init's PORTS table must say the same.
+ */
+export const PORTS = { ctl: 1, stdin: 2, stdout: 3, stderr: 4 } as const;
+
+/**
  * Consoles. exec: the serial port and the mkt.* ports are socketpairs mkt holds
  * (inherited descriptors). shell: the serial port and hvc0 share the terminal
  * through qemu's mux (Ctrl-A x quits); hvc0, attached last, takes the input.
  */
 export function consoleArgs(mode: 'exec' | 'shell'): readonly string[] {
-  const port = (id: string, fd: number, name: string): string[] => [
+  const port = (id: string, fd: number, name: keyof typeof PORTS): string[] => [
     '-chardev',
     qemuOpts('socket', { id, fd }),
     '-device',
-    qemuOpts('virtserialport', { bus: 'mktvs.0', chardev: id, name }),
+    qemuOpts('virtserialport', { bus: 'mktvs.0', nr: PORTS[name], chardev: id, name: `mkt.${name}` }),
   ];
+  const serialPci = qemuOpts('virtio-serial-pci', { id: 'mktvs', addr: SERIAL_PCI_ADDR, max_ports: mode === 'exec' ? 5 : 2 });
   const out: string[] = [];
-  // as many ports as mkt attaches (port 0 is the console's): the guest sets up 2 virtqueues per port, 31 by default
-  const maxPorts = mode === 'exec' ? 5 : 2;
+  // max_ports: as many ports as mkt attaches (port 0 is the console's): the guest sets up 2 virtqueues per port, 31 by default
   if (mode === 'exec') {
     out.push('-chardev', qemuOpts('socket', { id: 'mktser', fd: FD.serial }), '-serial', 'chardev:mktser');
-    out.push('-device', qemuOpts('virtio-serial-pci', { id: 'mktvs', max_ports: maxPorts }));
+    out.push('-device', serialPci);
   } else {
     out.push('-chardev', qemuOpts('stdio', { id: 'mktcon', mux: true, signal: false }), '-serial', 'chardev:mktcon');
-    out.push('-device', qemuOpts('virtio-serial-pci', { id: 'mktvs', max_ports: maxPorts }));
-    out.push('-device', qemuOpts('virtconsole', { bus: 'mktvs.0', chardev: 'mktcon' }));
+    out.push('-device', serialPci);
+    out.push('-device', qemuOpts('virtconsole', { bus: 'mktvs.0', nr: 0, chardev: 'mktcon' }));
   }
-  out.push(...port('mktctl', FD.ctl, 'mkt.ctl'));
+  out.push(...port('mktctl', FD.ctl, 'ctl'));
   if (mode === 'exec') {
-    out.push(...port('mktin', FD.stdin, 'mkt.stdin'));
-    out.push(...port('mktout', FD.stdout, 'mkt.stdout'));
-    out.push(...port('mkterr', FD.stderr, 'mkt.stderr'));
+    out.push(...port('mktin', FD.stdin, 'stdin'));
+    out.push(...port('mktout', FD.stdout, 'stdout'));
+    out.push(...port('mkterr', FD.stderr, 'stderr'));
   }
   return out;
 }

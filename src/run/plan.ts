@@ -15,7 +15,7 @@ import {
 } from '../qemu/args.js';
 import { baseCmdline, renderCmdline } from '../qemu/cmdline.js';
 import { encodeSpec, type SpecRecord } from './spec.js';
-import type { Accel, Fs, ResolvedRun, RunPlan } from './types.js';
+import type { Accel, ExportedDir, Fs, ResolvedRun, RunPlan } from './types.js';
 import { simpleArgv } from './simple-command.js';
 
 /** What the prepare step staged on disk (caches, not per-run files). */
@@ -25,6 +25,8 @@ export interface Staged {
   readonly modules: string | undefined;
   /** The firmware to boot with (qboot where qemu ships it), else qemu's default. */
   readonly firmware?: string | undefined;
+  /** The --exec command's program as the guest's PATH search would find it, looked up on the host (guestProgram). */
+  readonly program?: string | undefined;
 }
 
 /** Environment variables of the caller that the guest command gets too (others describe the host session). */
@@ -33,6 +35,17 @@ export const CARRIED_ENV = /^(LANG|LANGUAGE|LC_[A-Z]+|TZ|EDITOR|VISUAL|PAGER)$/;
 /** Whether the guest mounts a fresh filesystem over PATH (mount_system in mkt-init), hiding the host's. */
 export function hiddenInGuest(path: string): boolean {
   return /^\/(tmp|run|dev|proc|sys)(\/|$)/.test(path);
+}
+
+/** The command's PATH in the guest: the caller's. */
+export function guestPath(host: HostFacts): string {
+  return host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
+}
+
+/** Whether the guest sees the host's files at PATH: not where it mounts a fresh filesystem, unless exported. */
+export function shownInGuest(path: string, dirs: readonly ExportedDir[]): boolean {
+  const inside = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+  return !hiddenInGuest(path) || dirs.some((d) => inside(path, d.path) || inside(path, d.real));
 }
 
 /** The records of the run spec for mkt-init. */
@@ -50,21 +63,21 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     ['groups', u.groups.join(',')],
     ['home', u.home],
     ['shell', u.shell],
-    ['path', host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin'],
+    ['path', guestPath(host)],
     ['term', host.env.TERM || 'linux'],
   ];
   // where the guest mounts fresh filesystems, the host's directory is not what the guest shows, unless
   // exported: start in the caller's directory as they name it where the guest shows it, else as it
   // really is (a symlink in /tmp to an export, say), else in home
-  const inside = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
-  const shown = (p: string): boolean => !hiddenInGuest(p) || run.dirs.some((d) => inside(p, d.path) || inside(p, d.real));
-  const cwd = [run.cwd, run.cwdReal ?? run.cwd].find(shown);
+  const cwd = [run.cwd, run.cwdReal ?? run.cwd].find((p) => shownInGuest(p, run.dirs));
   if (cwd) r.push(['cwd', cwd]);
   if (mode === 'exec') {
     const cmd = run.exec ?? 'true';
     r.push(['cmd', cmd]);
     // plain words: mkt-init execs them as sh would, with sh -c CMD as the fallback when that fails
     for (const a of simpleArgv(cmd) ?? []) r.push(['arg', a]);
+    // where the guest's PATH search for it ends, found on the host (stage)
+    if (staged.program) r.push(['exe', staged.program]);
   }
   // the shell's hvc0 takes the terminal's size; --exec has no terminal in the guest
   if (mode === 'shell' && host.terminal) r.push(['rows', String(host.terminal.rows)], ['cols', String(host.terminal.cols)]);

@@ -16,7 +16,8 @@ import { cachedInitramfs } from '../rootfs/initramfs.js';
 import { DaemonError, prepareDaemons, type Daemons } from './daemons.js';
 import { type BootTrace, execute, type Outcome } from './execute.js';
 import { type FastStart, planProcesses, recordable, recordFastStart, ttyWord } from './fast-start.js';
-import { planRun, type Staged } from './plan.js';
+import { guestPath, planRun, shownInGuest, type Staged } from './plan.js';
+import { guestProgram, simpleArgv } from './simple-command.js';
 import type { Accel, ResolvedRun, RunPlan } from './types.js';
 
 /** Where core code reports what the user should hear; the CLI decides how it looks. */
@@ -85,7 +86,23 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
   }
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), fs };
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), program: findProgram(run, host), fs };
+}
+
+/** Where the guest's PATH search for the --exec command's program ends (guestProgram), when it is a plain command. */
+function findProgram(run: ResolvedRun, host: HostFacts): string | undefined {
+  const word = run.exec === undefined ? undefined : simpleArgv(run.exec)?.[0];
+  if (word === undefined) return undefined;
+  const probe = (file: string): string | undefined => {
+    try {
+      if (!statSync(file).isFile()) return undefined;
+      accessSync(file, fsConstants.X_OK);
+      return realpathSync(file);
+    } catch {
+      return undefined;
+    }
+  };
+  return guestProgram(word, guestPath(host), (p) => shownInGuest(p, run.dirs), probe);
 }
 
 /** The accelerator to try first, and whether a dead KVM may fall back to TCG. */

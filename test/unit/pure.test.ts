@@ -13,9 +13,9 @@ import { checkBootNeeds } from '../../src/kernel/features.js';
 import { parseDotConfig } from '../../src/kernel/kconfig.js';
 import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragment.js';
 import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/modules.js';
-import { accelArgs, consoleArgs, firmwareArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
+import { accelArgs, consoleArgs, PORTS, firmwareArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
 import { chooseFs } from '../../src/run/fs-choice.js';
-import { simpleArgv } from '../../src/run/simple-command.js';
+import { guestProgram, simpleArgv } from '../../src/run/simple-command.js';
 import { specRecords } from '../../src/run/plan.js';
 import { virtiofsSupport } from '../../src/kernel/features.js';
 import { ToolError } from '../../src/errors.js';
@@ -59,9 +59,16 @@ test('console fragments: exec uses inherited sockets, shell the stdio mux with h
   assert.ok(shell.indexOf('virtconsole') < shell.indexOf('mkt.ctl'));
   assert.ok(!shell.includes('mkt.stdout'));
   // max_ports: port 0 is the console's, then one per attached port, no spares
-  assert.match(exec, /virtio-serial-pci,id=mktvs,max_ports=5/);
+  assert.match(exec, /virtio-serial-pci,id=mktvs,addr=2,max_ports=5/);
   assert.equal(exec.split('-device virtserialport').length - 1, 4);
-  assert.match(shell, /virtio-serial-pci,id=mktvs,max_ports=2/);
+  assert.match(shell, /virtio-serial-pci,id=mktvs,addr=2,max_ports=2/);
+  // fixed numbers, as mkt-init's PORTS table has them: it opens /dev/vport0pN without a look in sysfs
+  for (const [name, nr] of Object.entries(PORTS)) assert.ok(exec.includes(`nr=${nr},chardev=mkt`) && exec.includes(`name=mkt.${name}`), name);
+  assert.match(exec, /nr=1,chardev=mktctl,name=mkt\.ctl/);
+  assert.match(exec, /nr=4,chardev=mkterr,name=mkt\.stderr/);
+  assert.match(shell, /virtconsole,bus=mktvs\.0,nr=0,chardev=mktcon/);
+  const init = readFileSync(new URL('../../../src/guest/mkt-init.c', import.meta.url), 'utf8');
+  for (const [name, nr] of Object.entries(PORTS)) assert.ok(init.includes(`{ "mkt.${name}", ${nr} }`), `mkt-init.c numbers mkt.${name} ${nr}`);
   assert.equal(shell.split('-device virtserialport').length - 1, 1);
   // TCG runs rep movsb a byte at a time: no ERMS/FSRM, so copies take the 8-byte paths
   assert.deepEqual(accelArgs('tcg'), ['-accel', 'tcg', '-cpu', 'max,erms=off,fsrm=off']);
@@ -445,4 +452,28 @@ test("the run spec carries what mkt found in the host's root, and binds the tree
   assert.deepEqual(at('/tmp/t', '/tmp/t', [{ path: '/tmp/t/plain', real: '/tmp/t/plain' }]), []);
   assert.deepEqual(at('/tmp', '/tmp'), []);
   assert.deepEqual(at('/tmp/x', '/tmp/x', [{ path: '/tmp/x', real: '/tmp/x' }]), ['/tmp/x']);
+});
+
+test('guestProgram: the PATH search ends where the guest\'s would, or is left to the guest', () => {
+  const files: Record<string, string> = { '/usr/bin/true': '/usr/bin/true', '/home/u/bin/tool': '/home/u/bin/tool', '/opt/x/run': '/tmp/build/run', '/tmp/t/bin/t': '/tmp/t/bin/t' };
+  const probe = (f: string): string | undefined => files[f];
+  const shown = (p: string): boolean => !/^\/(tmp|run)(\/|$)/.test(p);
+  assert.equal(guestProgram('true', '/home/u/bin:/usr/local/bin:/usr/bin:/bin', shown, probe), '/usr/bin/true');
+  assert.equal(guestProgram('tool', '/home/u/bin:/usr/bin', shown, probe), '/home/u/bin/tool');
+  // a slash: the guest execs it as it is
+  assert.equal(guestProgram('./true', '/usr/bin', shown, probe), undefined);
+  // not on PATH: the guest searches (and sh says "not found")
+  assert.equal(guestProgram('nope', '/usr/bin:/bin', shown, probe), undefined);
+  // an entry the guest covers with a fresh filesystem is empty there: skipped, the search goes on
+  assert.equal(guestProgram('t', '/tmp/t/bin:/usr/bin', shown, probe), undefined);
+  files['/usr/bin/t'] = '/usr/bin/t';
+  assert.equal(guestProgram('t', '/tmp/t/bin:/usr/bin', shown, probe), '/usr/bin/t');
+  // exported there, it is the host's: found
+  assert.equal(guestProgram('t', '/tmp/t/bin:/usr/bin', (p) => shown(p) || p.startsWith('/tmp/t'), probe), '/tmp/t/bin/t');
+  // a symlink into what the guest does not show, or a relative or empty entry before the match: the guest decides
+  assert.equal(guestProgram('run', '/opt/x:/usr/bin', shown, probe), undefined);
+  assert.equal(guestProgram('true', 'bin:/usr/bin', shown, probe), undefined);
+  assert.equal(guestProgram('true', ':/usr/bin', shown, probe), undefined);
+  // a trailing slash in an entry
+  assert.equal(guestProgram('true', '/usr/bin/', shown, probe), '/usr/bin/true');
 });

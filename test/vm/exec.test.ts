@@ -57,6 +57,20 @@ test('a plain command runs without sh in between, as sh -c would run it: PATH, P
   assert.equal(mkt(['run', '--kernel', K, '--dir', dir, '--exec', script]).stdout.toString(), 'as a script\n');
 });
 
+test("a plain command's program is the one the guest's PATH leads to: a directory the guest covers afresh is passed over unless exported", () => {
+  const hidden = join(work, 'path-bin');
+  mkdirSync(hidden, { recursive: true });
+  writeFileSync(join(hidden, 'uname'), '#!/bin/sh\necho from-the-export\n', { mode: 0o755 });
+  const env = { PATH: `${hidden}:/usr/local/bin:/usr/bin:/bin` };
+  // under /tmp: a fresh tmpfs in the guest, so uname is /usr/bin's
+  const plain = mkt(['run', '--kernel', K, '--exec', 'uname -r'], { env });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout.toString(), `${release}\n`);
+  const exported = mkt(['run', '--kernel', K, '--dir', hidden, '--exec', 'uname -r'], { env });
+  assert.equal(exported.code, 0, exported.stderr);
+  assert.equal(exported.stdout.toString(), 'from-the-export\n');
+});
+
 test('a 2 MB binary stream each way arrives byte-exact, stdin with its EOF', () => {
   const blob = randomBytes(2 << 20);
   const r = mkt(['run', '--kernel', K, '--exec', 'cat; cat >&2 </dev/null; echo done >&2'], { input: blob });
