@@ -1,6 +1,6 @@
 /** One `mkt run`: choose the accelerator, stage caches, plan, execute, and turn the outcome into an exit code. */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
@@ -156,9 +156,18 @@ function sweepRunDirs(): void {
   } catch {
     return; // a TMPDIR that cannot be read holds none of ours (newRunDir says what is wrong with it)
   }
+  const uid = process.getuid?.();
   for (const name of names) {
     const m = /^mkt-run-(\d+)-/.exec(name);
-    if (m && !processAlive(Number(m[1]))) rmSync(join(base, name), { recursive: true, force: true });
+    if (!m || processAlive(Number(m[1]))) continue;
+    const dir = join(base, name);
+    try {
+      // only the caller's own: another user's (root's, in a shared /tmp) is theirs to sweep, and not ours to remove
+      if (lstatSync(dir).uid !== uid) continue;
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // gone meanwhile, or not removable: a stale directory is no reason to fail this run
+    }
   }
 }
 

@@ -60,6 +60,21 @@ test('as a regular user: uname, status, stdout/stderr apart, stdin, identity', (
   assert.match(r.err, /to-err/);
 });
 
+test("as a regular user: another user's stale run directory in /tmp is left alone, and the run goes on", { skip: !asRoot && 'needs root to leave a directory of its own' }, () => {
+  // what a SIGKILLed root mkt leaves: its pid is gone, its private directory stays until root's next run
+  const dead = spawnSync('true').pid!;
+  const stale = join('/tmp', `mkt-run-${dead}-0badf00d`);
+  mkdirSync(join(stale, 'root'), { recursive: true, mode: 0o700 });
+  chmodSync(stale, 0o700);
+  try {
+    const r = asUser(['run', '--kernel', c.tree, '--exec', 'exit 3']);
+    assert.equal(r.code, 3, r.err);
+    assert.ok(existsSync(join(stale, 'root')), "root's directory is root's to sweep");
+  } finally {
+    rmSync(stale, { recursive: true, force: true });
+  }
+});
+
 test('as a regular user: files written to an exported directory keep the user as owner; root stays throw-away', () => {
   const d = join(me.home, `mkt-export ${process.pid}`);
   const r0 = spawnSync(asRoot ? 'runuser' : 'sh', asRoot ? ['-u', user, '--', 'mkdir', '-p', d] : ['-c', `mkdir -p '${d}'`]);
