@@ -63,11 +63,15 @@ static int ctl_fd = -1;
 static double uptime_ms(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_BOOTTIME, &ts);
+	/* the system call itself: musl's clock_gettime first parses the vDSO's symbols, code run once and translated for it under TCG */
+	syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static double t_init, t_root, t_cmd;
+
+/* A time in ms as "MS.UUU" through %lld.%03lld: printf's floating-point code is some 100 translation blocks of its own */
+#define MS3(x) (long long)(x), (long long)((x) * 1000) % 1000
 
 /* make CFLAGS+=-DMKT_STEPS: each boot step's end time on the console, for finding where time goes */
 #ifdef MKT_STEPS
@@ -141,6 +145,15 @@ static void ctl_line(const char *fmt, ...)
 }
 
 static const char *spec_get(const char *key);
+
+/* The decimal number at *P, which is moved past it (for the spec's numbers: strtoul's general code costs more to translate). */
+static unsigned long long decimal(const char **p)
+{
+	unsigned long long v = 0;
+	while (**p >= '0' && **p <= '9')
+		v = v * 10 + (unsigned long long)(*(*p)++ - '0');
+	return v;
+}
 
 /*
  * The I-th pause of a wait for something the kernel does when init lets it:
@@ -420,7 +433,7 @@ static void set_clock(void)
 	const char *t = spec_get("time");
 	if (!t)
 		return;
-	long long ms = strtoll(t, NULL, 10);
+	long long ms = (long long)decimal(&t);
 	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
 	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
 		say("cannot set the clock: %s", strerror(errno));
@@ -655,13 +668,16 @@ static void identity_files(void)
 	/* the host's hosts file, then the guest's name */
 	const char *hosts = spec_get("hosts");
 	size_t len = hosts ? strlen(hosts) : 0;
-	char *text = malloc(len + 600);
+	/* a static buffer for the usual hosts file: malloc and free cost mmap and munmap under TCG */
+	static char small[16384];
+	char *text = len + 600 <= sizeof small ? small : malloc(len + 600);
 	if (!text)
 		fatal("out of memory");
 	snprintf(text, len + 600, "%s\n127.0.1.1\t%s\n", hosts ? hosts : "", host);
 	snprintf(path, sizeof path, LAYER "%s/hosts", etc);
 	write_file(path, text, 0644, 0);
-	free(text);
+	if (text != small)
+		free(text);
 	char line[400];
 	snprintf(line, sizeof line, "%s\n", host);
 	snprintf(path, sizeof path, LAYER "%s/hostname", etc);
@@ -779,13 +795,19 @@ static void drop_privileges(void)
 	int ng = 0;
 	const char *gl = spec_get("groups");
 	while (gl && *gl && ng < 256) {
-		groups[ng++] = (gid_t)strtoul(gl, (char **)&gl, 10);
+		groups[ng++] = (gid_t)decimal(&gl);
 		if (*gl == ',')
 			gl++;
 	}
-	uid_t uid = (uid_t)strtoul(spec_need("uid"), NULL, 10);
-	gid_t gid = (gid_t)strtoul(spec_need("gid"), NULL, 10);
-	if (setgroups((size_t)ng, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+	const char *u = spec_need("uid"), *g = spec_need("gid");
+	uid_t uid = (uid_t)decimal(&u);
+	gid_t gid = (gid_t)decimal(&g);
+	/*
+	 * The system calls themselves: this runs in a vfork child, and musl's
+	 * wrappers would synchronize the credentials of threads init has none
+	 * of (code run once, for nothing, under TCG).
+	 */
+	if (syscall(SYS_setgroups, (size_t)ng, groups) < 0 || syscall(SYS_setresgid, gid, gid, gid) < 0 || syscall(SYS_setresuid, uid, uid, uid) < 0) {
 		say("cannot become uid %u gid %u: %s", uid, gid, strerror(errno));
 		_exit(126);
 	}
@@ -975,7 +997,7 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	t_cmd = uptime_ms();
 	STEP("spawned");
 	/* ready ROOT CMD: when the root was mounted and the command (or shell) started */
-	ctl_line("ready %.3f %.3f", t_root, t_cmd);
+	ctl_line("ready %lld.%03lld %lld.%03lld", MS3(t_root), MS3(t_cmd));
 	close(out[1]);
 	close(err[1]);
 	close(inp[0]);
@@ -1059,7 +1081,7 @@ static void run_exec(int in_fd, int out_port, int err_port)
 	flush_writes();
 	STEP("flush");
 	steps_print();
-	ctl_line("exit %d %lld %lld %.3f %.3f", status, nout, nerr, t_cmd, uptime_ms());
+	ctl_line("exit %d %lld %lld %lld.%03lld %lld.%03lld", status, nout, nerr, MS3(t_cmd), MS3(uptime_ms()));
 }
 
 /* Start the login shell on hvc0, its controlling terminal, as the user; its pid. vfork: see start_command. */
@@ -1108,7 +1130,7 @@ static void run_shell(void)
 	pid_t pid = start_shell(shell, env);
 	t_cmd = uptime_ms();
 	/* ready ROOT CMD: when the root was mounted and the command (or shell) started */
-	ctl_line("ready %.3f %.3f", t_root, t_cmd);
+	ctl_line("ready %lld.%03lld %lld.%03lld", MS3(t_root), MS3(t_cmd));
 	/*
 	 * While the shell runs, the host sends "winsize ROWS COLS" when its
 	 * terminal is resized; setting it on hvc0 sends the shell SIGWINCH.
@@ -1160,7 +1182,7 @@ static void run_shell(void)
 		}
 	}
 	flush_writes();
-	ctl_line("exit %d 0 0 %.3f %.3f", status, t_cmd, uptime_ms());
+	ctl_line("exit %d 0 0 %lld.%03lld %lld.%03lld", status, MS3(t_cmd), MS3(uptime_ms()));
 }
 
 int main(void)
@@ -1180,7 +1202,7 @@ int main(void)
 	ctl_fd = wait_port("mkt.ctl", O_RDWR);
 	STEP("ctl port");
 	/* hello INIT NOW: when init started and the time of this line, in ms since the kernel started */
-	ctl_line("hello %.3f %.3f", t_init, uptime_ms());
+	ctl_line("hello %lld.%03lld %lld.%03lld", MS3(t_init), MS3(uptime_ms()));
 	read_spec();
 	STEP("read_spec");
 	set_clock();
