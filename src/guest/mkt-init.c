@@ -57,6 +57,15 @@
  */
 #define LAYER "/mkt/layer"
 
+/*
+ * Where the guest's own files go: LAYER, under the guest's overlay; or,
+ * when the host serves the root writable and throw-away ("root=writable":
+ * virtiofs through mkt-ro's overlays), the root itself, which the guest
+ * then mounts as it is, without an overlay of its own.
+ */
+static const char *layer = LAYER;
+static int root_writable;
+
 static int ctl_fd = -1;
 
 /* Milliseconds since the kernel started (CLOCK_BOOTTIME), for --boot-trace. */
@@ -446,6 +455,10 @@ static void write_file(const char *path, const char *text, mode_t mode, int appe
 		say("cannot write %s: %s", path, strerror(errno));
 		return;
 	}
+	/* the host's file there (in a writable root) keeps its own mode: this one's is MODE */
+	struct stat st;
+	if (fstat(fd, &st) == 0 && (st.st_mode & 07777) != mode)
+		fchmod(fd, mode);
 	write_all(fd, text, strlen(text));
 	close(fd);
 }
@@ -498,21 +511,30 @@ static void set_readahead(const char *mnt, const char *sysfs)
 	close(fd);
 }
 
-/* Mount the host root, read-only, at /lower. */
+/* Mount the host root at /lower: read-only, or writable where the host throws the writes away. */
 static void mount_lower(void)
 {
 	mkdir_p("/lower", 0755);
 	const char *fs = spec_need("fs");
 	if (strcmp(fs, "virtiofs") == 0) {
-		do_mount("mktroot", "/lower", "virtiofs", MS_RDONLY, "");
+		const char *root = spec_get("root");
+		root_writable = root && strcmp(root, "writable") == 0;
+		if (root_writable)
+			layer = "/lower";
+		do_mount("mktroot", "/lower", "virtiofs", root_writable ? 0 : MS_RDONLY, "");
 		set_readahead("/lower", "/sys");
 	} else
 		do_mount("mktroot", "/lower", "9p", MS_RDONLY, p9_opts("loose"));
 }
 
-/* The guest's root at NEW_ROOT: a throw-away tmpfs over LAYER over the host's root. */
+/* The guest's root at NEW_ROOT: a throw-away tmpfs over LAYER over the host's root, or the throw-away root the host serves. */
 static void mount_root(void)
 {
+	if (root_writable) {
+		mkdir_p(NEW_ROOT, 0755);
+		do_mount("/lower", NEW_ROOT, NULL, MS_BIND, NULL);
+		return;
+	}
 	/* the writable layer lives in guest memory and dies with the VM */
 	mkdir_p("/rw", 0755);
 	do_mount("mkt-rw", "/rw", "tmpfs", 0, "mode=0755");
@@ -612,7 +634,10 @@ static void kernel_files(void)
 	const char *release = u.release;
 	char path[8400];
 	if (spec_get("modules")) {
-		snprintf(path, sizeof path, LAYER "%s/%s", spec_need("moddir"), release);
+		snprintf(path, sizeof path, "%s%s/%s", layer, spec_need("moddir"), release);
+		struct stat st;
+		if (root_writable && lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+			unlink(path); /* the host's entry at that name (a symlink, say) gives way, in the throw-away root */
 		mkdir_p(path, 0755);
 	}
 	const char *links[][2] = { { "sysmap", "System.map" }, { "kconfig", "config" } };
@@ -625,16 +650,18 @@ static void kernel_files(void)
 		if (strcmp(path, target) == 0)
 			continue; /* an installed kernel's own file: already in place */
 		if (!made++) {
-			snprintf(path, sizeof path, LAYER "%s", spec_need("boot"));
+			snprintf(path, sizeof path, "%s%s", layer, spec_need("boot"));
 			mkdir_p(path, 0755);
 		}
-		snprintf(path, sizeof path, LAYER "%s/%s-%s", spec_need("boot"), links[i][1], release);
+		snprintf(path, sizeof path, "%s%s/%s-%s", layer, spec_need("boot"), links[i][1], release);
+		if (root_writable)
+			unlink(path);
 		if (symlink(target, path) < 0)
 			say("cannot link %s: %s", path, strerror(errno));
 	}
 }
 
-/* Bind the staged modules at /lib/modules/RELEASE (the mount point is in LAYER). */
+/* Bind the staged modules at /lib/modules/RELEASE (the mount point is in the layer). */
 static void mount_modules(void)
 {
 	const char *mods = spec_get("modules");
@@ -650,7 +677,7 @@ static void mount_modules(void)
 
 /*
  * Give the guest its own name, resolvable like any host's, and sudo for the
- * user: files in LAYER. From the spec, as mkt read them on the host: "etc",
+ * user: files in the layer. From the spec, as mkt read them on the host: "etc",
  * "hosts" (the host's hosts file), "sudo" (sudo is installed), "shadow"
  * ("locked": the host's shadow file is unreadable to the daemon serving the
  * root, as to a regular user's qemu).
@@ -662,7 +689,7 @@ static void identity_files(void)
 		say("sethostname: %s", strerror(errno));
 	const char *etc = spec_need("etc");
 	char path[4200];
-	snprintf(path, sizeof path, LAYER "%s", etc);
+	snprintf(path, sizeof path, "%s%s", layer, etc);
 	mkdir_p(path, 0755);
 
 	/* the host's hosts file, then the guest's name */
@@ -674,13 +701,13 @@ static void identity_files(void)
 	if (!text)
 		fatal("out of memory");
 	snprintf(text, len + 600, "%s\n127.0.1.1\t%s\n", hosts ? hosts : "", host);
-	snprintf(path, sizeof path, LAYER "%s/hosts", etc);
+	snprintf(path, sizeof path, "%s%s/hosts", layer, etc);
 	write_file(path, text, 0644, 0);
 	if (text != small)
 		free(text);
 	char line[400];
 	snprintf(line, sizeof line, "%s\n", host);
-	snprintf(path, sizeof path, LAYER "%s/hostname", etc);
+	snprintf(path, sizeof path, "%s%s/hostname", layer, etc);
 	write_file(path, line, 0644, 0);
 
 	const char *user = spec_need("user");
@@ -696,7 +723,7 @@ static void identity_files(void)
 			 "Defaults secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n"
 			 "root ALL=(ALL:ALL) ALL\n"
 			 "%s ALL=(ALL:ALL) NOPASSWD: ALL\n", user);
-		snprintf(path, sizeof path, LAYER "%s/sudoers", etc);
+		snprintf(path, sizeof path, "%s%s/sudoers", layer, etc);
 		write_file(path, sudoers, 0440, 0);
 	}
 	const char *shadow = spec_get("shadow");
@@ -708,7 +735,7 @@ static void identity_files(void)
 		snprintf(path, sizeof path, "/lower%s/passwd", etc);
 		FILE *pw = fopen(path, "r");
 		FILE *sh = NULL;
-		snprintf(path, sizeof path, LAYER "%s/shadow", etc);
+		snprintf(path, sizeof path, "%s%s/shadow", layer, etc);
 		if (pw && (sh = fopen(path, "w"))) {
 			char l[1024];
 			while (fgets(l, sizeof l, pw)) {

@@ -28,7 +28,7 @@ export interface HostFacts {
   readonly cacheDir: string;
   /** The compiled guest init shipped with mkt. */
   readonly initBinary: string;
-  /** mkt-ro, which gives the root's virtiofsd a read-only view of /, when built and usable (root only). */
+  /** mkt-ro, which gives the root's virtiofsd a throw-away view of / (overlays in a namespace of its own), when built and usable (root only). */
   readonly roHelper: string | undefined;
   /** What mkt-init needs of the host's root (it is the guest's lower layer), found here. */
   readonly root: HostRoot;

@@ -42,12 +42,14 @@ export function checkBootNeeds(
   config: ReadonlyMap<string, string> | undefined,
   index: ModuleIndex | undefined,
   fs: '9p' | 'virtiofs' = '9p',
+  guestOverlay = true,
 ): BootNeeds {
   // in fragment order, which puts each module after what it needs
   const own = fs === '9p' ? NEEDS_9P : NEEDS_VIRTIOFS;
-  const required = KCONFIG_FRAGMENT.filter((x) => own.includes(x.option) || (x.required && !NEEDS_9P.includes(x.option))).map(
-    (x) => x.option,
-  );
+  // no overlay in the guest where the host serves its root throw-away (virtiofs through mkt-ro)
+  const required = KCONFIG_FRAGMENT.filter((x) => own.includes(x.option) || (x.required && !NEEDS_9P.includes(x.option)))
+    .map((x) => x.option)
+    .filter((o) => guestOverlay || o !== 'OVERLAY_FS');
   const modules: string[] = [];
   const missing: string[] = [];
   for (const opt of required) {

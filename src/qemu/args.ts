@@ -122,18 +122,19 @@ export interface VirtiofsShare {
   readonly tag: string;
   readonly source: string;
   readonly socket: string;
-  /** virtiofsd cache mode: always for the read-only root, auto for exports the host edits. */
+  /** virtiofsd cache mode: always for the root (only the guest changes it), auto for exports the host edits. */
   readonly cache: 'always' | 'auto';
   /**
    * The root only, with mkt-ro: an empty directory in the run directory
    * where the daemon, in a mount namespace of its own, sees the host's /
-   * read-only (Debian's virtiofsd has no read-only mode). It is the source.
+   * through overlays whose upper layers are a tmpfs there (source is its
+   * v): the guest writes to its root freely, and nothing reaches the host.
    */
-  readonly readOnlyView?: string;
+  readonly view?: string;
 }
 
-/** The virtiofs shares: the host root (through a read-only view when mkt-ro is there), then each exported directory. */
-export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, readOnlyRoot = false): VirtiofsShare[] {
+/** The virtiofs shares: the host root (through a throw-away view when mkt-ro is there, else /), then each exported directory. */
+export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, viewRoot = false): VirtiofsShare[] {
   // short socket names: a Unix socket's path holds 107 bytes, TMPDIR included
   const share = (tag: string, n: number, source: string, cache: VirtiofsShare['cache']): VirtiofsShare => ({
     tag,
@@ -141,7 +142,7 @@ export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, rea
     socket: `${runDir}/fs${n}`,
     cache,
   });
-  const root = readOnlyRoot ? { ...share('mktroot', 0, `${runDir}/root`, 'always'), readOnlyView: `${runDir}/root` } : share('mktroot', 0, '/', 'always');
+  const root = viewRoot ? { ...share('mktroot', 0, `${runDir}/root/v`, 'always'), view: `${runDir}/root` } : share('mktroot', 0, '/', 'always');
   return [root, ...dirs.map((d, i) => share(dirTag(i), i + 1, d.real, 'auto'))];
 }
 
@@ -164,5 +165,5 @@ export const DAEMON_SOCKET_FD = 3;
  */
 export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare, roHelper?: string): readonly string[] {
   const argv = [virtiofsd, `--fd=${DAEMON_SOCKET_FD}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
-  return s.readOnlyView && roHelper ? [roHelper, s.readOnlyView, ...argv] : argv;
+  return s.view && roHelper ? [roHelper, s.view, ...argv] : argv;
 }

@@ -54,6 +54,8 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
   const r: SpecRecord[] = [
     ['mode', mode],
     ['fs', fs],
+    // the root share is the host's tree through mkt-ro's throw-away overlays: the guest's root as it is
+    ...(fs === 'virtiofs' && host.roHelper !== undefined ? [['root', 'writable'] as const] : []),
     ['hostname', 'mkt'],
     ['etc', host.root.etc],
     ['hosts', host.root.hosts],
@@ -125,7 +127,7 @@ export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel
     mode,
     accel,
     fs,
-    daemons: shares.map((s) => ({ argv: virtiofsdArgv(host.virtiofsd!, s, host.roHelper), socket: s.socket, dir: s.readOnlyView })),
+    daemons: shares.map((s) => ({ argv: virtiofsdArgv(host.virtiofsd!, s, host.roHelper), socket: s.socket, dir: s.view })),
     runDir: fs === 'virtiofs' ? runDir : undefined,
     argv,
     cmdline,

@@ -81,7 +81,7 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   const index = moduleDir ? readModuleIndex(moduleDir) : undefined;
   const config = k.dotconfig ? parseDotConfig(readFileSync(k.dotconfig, 'utf8')) : undefined;
   const fs = chooseFs(run.fs, { virtiofsd: host.virtiofsd, uid: host.user.uid }, virtiofsSupport(config, index));
-  const needs = checkBootNeeds(k.tree ?? k.image, config, index, fs.fs);
+  const needs = checkBootNeeds(k.tree ?? k.image, config, index, fs.fs, !(fs.fs === 'virtiofs' && host.roHelper));
   const paths = needs.modules.length && index && moduleDir ? loadOrder(index, needs.modules).map((p) => join(moduleDir!, p)) : [];
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);

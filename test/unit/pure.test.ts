@@ -317,6 +317,12 @@ test('boot needs: built-in, modular, and missing options', () => {
   assert.throws(() => checkBootNeeds('k', lacking, idx), /lacks CONFIG_OVERLAY_FS, CONFIG_MULTIUSER/);
   // without a .config, the module index decides
   assert.deepEqual(checkBootNeeds('k', undefined, idx).modules, ['virtio_pci', 'virtio_console', '9pnet', '9pnet_virtio', '9p', 'overlay']);
+  // a guest whose root the host serves throw-away (virtiofs through mkt-ro) needs no overlayfs: not loaded, not required
+  const lackingOverlay = new Map([...all, ['FUSE_FS', 'y'], ['VIRTIO_FS', 'y']]);
+  lackingOverlay.delete('OVERLAY_FS');
+  assert.doesNotThrow(() => checkBootNeeds('k', lackingOverlay, idx, 'virtiofs', false));
+  assert.throws(() => checkBootNeeds('k', lackingOverlay, idx, 'virtiofs'), /lacks CONFIG_OVERLAY_FS/);
+  assert.ok(!checkBootNeeds('k', undefined, idx, 'virtiofs', false).modules.includes('overlay'));
 });
 
 test("mkt-init's last word on the console becomes the reason, with a hint for a missing virtio console", () => {
@@ -346,12 +352,14 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
   assert.ok(argv.includes('sandbox=chroot'));
   // the socket mkt bound, on descriptor 3: no --socket-path, so no lock file either
   assert.ok(argv.includes('--fd=3') && !argv.some((a) => a.startsWith('--socket-path')));
-  // with mkt-ro the root's daemon serves an empty directory of the run dir, where its namespace shows / read-only
+  // with mkt-ro the root's daemon serves v in an empty directory of the run dir, where its namespace shows / through
+  // throw-away overlays (upper layers on a tmpfs mkt-ro mounts on that directory)
   const ro = virtiofsShares([], '/run/x', true);
-  assert.deepEqual([ro[0]!.source, ro[0]!.readOnlyView], ['/run/x/root', '/run/x/root']);
+  assert.deepEqual([ro[0]!.source, ro[0]!.view], ['/run/x/root/v', '/run/x/root']);
   const roArgv = virtiofsdArgv('/usr/lib/qemu/virtiofsd', ro[0]!, '/opt/mkt/dist/host/mkt-ro');
   assert.deepEqual(roArgv.slice(0, 3), ['/opt/mkt/dist/host/mkt-ro', '/run/x/root', '/usr/lib/qemu/virtiofsd']);
-  assert.ok(roArgv.includes('source=/run/x/root'));
+  assert.ok(roArgv.includes('source=/run/x/root/v'));
+  assert.ok(roArgv.includes('cache=always'));
   // exports stay writable: no helper for them
   assert.equal(virtiofsdArgv('/v', shares[1]!, '/opt/mkt-ro')[0], '/v');
 });
@@ -440,6 +448,10 @@ test("the run spec carries what mkt found in the host's root, and binds the tree
   assert.deepEqual([get(r, 'etc'), get(r, 'boot'), get(r, 'moddir'), get(r, 'hosts'), get(r, 'sudo'), get(r, 'shadow')],
     [['/etc'], ['/boot'], ['/usr/lib/modules'], ['127.0.0.1 localhost\n'], ['1'], []]);
   assert.deepEqual(get(r, 'show'), [], 'a tree in home is visible in the guest as it is');
+  // the root share through mkt-ro's throw-away overlays is the guest's root as it is; without mkt-ro, or with 9p, the guest overlays it
+  assert.deepEqual(get(r, 'root'), []);
+  assert.deepEqual(get(specRecords(run('/home/u/linux'), { ...(host as object), roHelper: '/x/mkt-ro' } as never, { initramfs: 'x' } as never, 'exec', 'virtiofs'), 'root'), ['writable']);
+  assert.deepEqual(get(specRecords(run('/home/u/linux'), { ...(host as object), roHelper: '/x/mkt-ro' } as never, { initramfs: 'x' } as never, 'exec', '9p'), 'root'), []);
   r = specRecords(run('/tmp/linux'), { ...(host as object), root: { ...root, sudo: false, shadowLocked: true } } as never, { initramfs: 'x', modules: undefined } as never, 'exec', '9p');
   assert.deepEqual([get(r, 'show'), get(r, 'sudo'), get(r, 'shadow'), get(r, 'moddir')], [['/tmp/linux'], [], ['locked'], []]);
   assert.deepEqual(get(specRecords(run('/run/k'), host, { initramfs: 'x' } as never, 'exec'), 'show'), ['/run/k']);
