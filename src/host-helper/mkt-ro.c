@@ -38,7 +38,23 @@ static void unescape(char *s)
 	*o = '\0';
 }
 
-/* The mount points of this namespace, in mountinfo's order (a parent before what is mounted on it). */
+/*
+ * Kernel and pseudo filesystems: nothing of the host's root the guest uses
+ * (it mounts its own /proc, /sys and /dev), so the view leaves them out and
+ * shows the directories beneath.
+ */
+static int pseudo(const char *type)
+{
+	static const char *const types[] = { "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "mqueue", "debugfs", "tracefs", "securityfs",
+					     "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc", "efivarfs", "nsfs", "rpc_pipefs",
+					     "selinuxfs" };
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (strcmp(type, types[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The mount points of this namespace but kernel ones, in mountinfo's order (a parent before what is mounted on it). */
 static char **mount_points(size_t *count)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
@@ -48,7 +64,11 @@ static char **mount_points(size_t *count)
 	char **out = malloc(cap * sizeof *out);
 	char line[8192];
 	while (out && fgets(line, sizeof line, f)) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER */
+		char *dash = strstr(line, " - ");
+		char type[64] = "";
+		if (!dash || sscanf(dash + 3, "%63s", type) != 1 || pseudo(type))
+			continue;
 		char *save, *tok = strtok_r(line, " ", &save);
 		for (int i = 0; tok && i < 4; i++)
 			tok = strtok_r(NULL, " ", &save);
