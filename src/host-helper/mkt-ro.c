@@ -1,9 +1,10 @@
 /*
- * mkt-ro DIR PROGRAM [ARG...]: run PROGRAM in a mount namespace of its own
+ * mkt-ro [--size=SIZE] DIR PROGRAM [ARG...]: run PROGRAM in a mount namespace of its own
  * where DIR/v shows the whole host tree, writable, and nothing written
  * there reaches the host: each filesystem of the tree is shown through an
  * overlay whose upper layer is on a tmpfs mounted on DIR, so what is
- * written lands in memory of this namespace and dies with it (a
+ * written lands in memory of this namespace, SIZE at most (tmpfs's
+ * size=, 1G by default), and dies with it (a
  * filesystem that cannot be an overlay's lower layer, /proc say, is bound
  * read-only instead). mkt serves the host's root to the guest through
  * virtiofsd run this way: Debian's C virtiofsd has no read-only mode, and
@@ -115,13 +116,15 @@ static int under(const char *path, const char *dir)
  * work directories on a tmpfs at DIR, outer mounts first (mountinfo's
  * order), so each lands on the view its parent already shows.
  */
-static void overlay_view(const char *dir)
+static void overlay_view(const char *dir, const char *size)
 {
 	size_t n = 0;
 	char **mps = mount_points(&n);
 	if (!mps)
 		die("read the mounts for", dir);
-	if (mount("mkt-rw", dir, "tmpfs", 0, "mode=0700") < 0)
+	char tmpfs_opts[128];
+	snprintf(tmpfs_opts, sizeof tmpfs_opts, "mode=0700,size=%s", size);
+	if (mount("mkt-rw", dir, "tmpfs", 0, tmpfs_opts) < 0)
 		die("mount a tmpfs on", dir);
 	char view[4096], upper[4200], work[4200], target[8400], opts[3 * 8400 + 64];
 	snprintf(view, sizeof view, "%s/v", dir);
@@ -156,8 +159,14 @@ static void overlay_view(const char *dir)
 
 int main(int argc, char **argv)
 {
-	if (argc < 3) {
-		fprintf(stderr, "usage: mkt-ro DIR PROGRAM [ARG...]\n");
+	const char *size = "1G";
+	if (argc > 1 && strncmp(argv[1], "--size=", 7) == 0) {
+		size = argv[1] + 7;
+		argv++;
+		argc--;
+	}
+	if (argc < 3 || strlen(size) > 32) {
+		fprintf(stderr, "usage: mkt-ro [--size=SIZE] DIR PROGRAM [ARG...]\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -166,7 +175,7 @@ int main(int argc, char **argv)
 	/* nothing done here propagates back to the host's namespace */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("make / private for", dir);
-	overlay_view(dir);
+	overlay_view(dir, size);
 	execv(argv[2], argv + 2);
 	die("execute", argv[2]);
 	return 126;

@@ -110,7 +110,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
 export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel, fs: Fs = '9p', runDir?: string): RunPlan {
   const mode = run.exec === undefined ? 'shell' : 'exec';
   if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
-  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, host.roHelper !== undefined) : [];
+  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, host.roHelper !== undefined, run.memory) : [];
   const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel }), run.append);
   const argv = [
     run.qemu,

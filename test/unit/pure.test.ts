@@ -354,10 +354,11 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
   assert.ok(argv.includes('--fd=3') && !argv.some((a) => a.startsWith('--socket-path')));
   // with mkt-ro the root's daemon serves v in an empty directory of the run dir, where its namespace shows / through
   // throw-away overlays (upper layers on a tmpfs mkt-ro mounts on that directory)
-  const ro = virtiofsShares([], '/run/x', true);
+  const ro = virtiofsShares([], '/run/x', true, '2G');
   assert.deepEqual([ro[0]!.source, ro[0]!.view], ['/run/x/root/v', '/run/x/root']);
   const roArgv = virtiofsdArgv('/usr/lib/qemu/virtiofsd', ro[0]!, '/opt/mkt/dist/host/mkt-ro');
-  assert.deepEqual(roArgv.slice(0, 3), ['/opt/mkt/dist/host/mkt-ro', '/run/x/root', '/usr/lib/qemu/virtiofsd']);
+  // what the guest writes there is held in the daemon's memory, up to the guest's own size
+  assert.deepEqual(roArgv.slice(0, 4), ['/opt/mkt/dist/host/mkt-ro', '--size=2G', '/run/x/root', '/usr/lib/qemu/virtiofsd']);
   assert.ok(roArgv.includes('source=/run/x/root/v'));
   assert.ok(roArgv.includes('cache=always'));
   // exports stay writable: no helper for them

@@ -128,6 +128,12 @@ test("the guest writes freely to its root, also on another of the host's filesys
     spawnSync('umount', [sub]);
     rmSync(sub, { recursive: true, force: true });
   }
+  // held in the root daemon's memory, as much as the guest's own at most
+  const full = mkt(['run', '--kernel', K, '--fs', 'virtiofs', '--memory', '256M', '--exec',
+    'head -c 300000000 /dev/zero > /var/tmp/mkt-full; echo "status $?"; rm /var/tmp/mkt-full && echo removed']);
+  assert.equal(full.code, 0, full.stderr);
+  assert.equal(full.stdout.toString(), 'status 1\nremoved\n');
+  assert.match(full.stderr, /No space left on device/);
 });
 
 test('a virtiofsd that fails: auto boots over 9p and says why under --verbose; --fs virtiofs fails with its stderr', () => {
