@@ -167,5 +167,5 @@ export const DAEMON_SOCKET_FD = 3;
  */
 export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare, roHelper?: string): readonly string[] {
   const argv = [virtiofsd, `--fd=${DAEMON_SOCKET_FD}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
-  return s.view && roHelper ? [roHelper, `--size=${s.viewSize ?? '1G'}`, s.view, ...argv] : argv;
+  return s.view && roHelper ? [roHelper, ...(s.viewSize ? [`--size=${s.viewSize}`] : []), s.view, ...argv] : argv;
 }

@@ -37,6 +37,16 @@ export function hiddenInGuest(path: string): boolean {
   return /^\/(tmp|run|dev|proc|sys)(\/|$)/.test(path);
 }
 
+/**
+ * Whether the root share is the host's tree through mkt-ro's throw-away
+ * overlays (virtiofs, as root, with mkt-ro built): the guest mounts it as
+ * its root as it is, with no overlay of its own. Else (9p) the guest
+ * overlays a read-only share.
+ */
+export function rootServedWritable(fs: Fs, host: Pick<HostFacts, 'roHelper'>): boolean {
+  return fs === 'virtiofs' && host.roHelper !== undefined;
+}
+
 /** The command's PATH in the guest: the caller's. */
 export function guestPath(host: HostFacts): string {
   return host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
@@ -55,7 +65,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     ['mode', mode],
     ['fs', fs],
     // the root share is the host's tree through mkt-ro's throw-away overlays: the guest's root as it is
-    ...(fs === 'virtiofs' && host.roHelper !== undefined ? [['root', 'writable'] as const] : []),
+    ...(rootServedWritable(fs, host) ? [['root', 'writable'] as const] : []),
     ['hostname', 'mkt'],
     ['etc', host.root.etc],
     ['hosts', host.root.hosts],
@@ -110,7 +120,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
 export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel, fs: Fs = '9p', runDir?: string): RunPlan {
   const mode = run.exec === undefined ? 'shell' : 'exec';
   if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
-  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, host.roHelper !== undefined, run.memory) : [];
+  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, rootServedWritable(fs, host), run.memory) : [];
   const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel }), run.append);
   const argv = [
     run.qemu,

@@ -16,7 +16,7 @@ import { cachedInitramfs } from '../rootfs/initramfs.js';
 import { DaemonError, prepareDaemons, type Daemons } from './daemons.js';
 import { type BootTrace, execute, type Outcome } from './execute.js';
 import { type FastStart, planProcesses, recordable, recordFastStart, ttyWord } from './fast-start.js';
-import { guestPath, planRun, shownInGuest, type Staged } from './plan.js';
+import { guestPath, planRun, rootServedWritable, shownInGuest, type Staged } from './plan.js';
 import { guestProgram, simpleArgv } from './simple-command.js';
 import type { Accel, ResolvedRun, RunPlan } from './types.js';
 
@@ -81,7 +81,7 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   const index = moduleDir ? readModuleIndex(moduleDir) : undefined;
   const config = k.dotconfig ? parseDotConfig(readFileSync(k.dotconfig, 'utf8')) : undefined;
   const fs = chooseFs(run.fs, { virtiofsd: host.virtiofsd, uid: host.user.uid }, virtiofsSupport(config, index));
-  const needs = checkBootNeeds(k.tree ?? k.image, config, index, fs.fs, !(fs.fs === 'virtiofs' && host.roHelper));
+  const needs = checkBootNeeds(k.tree ?? k.image, config, index, fs.fs, !rootServedWritable(fs.fs, host));
   const paths = needs.modules.length && index && moduleDir ? loadOrder(index, needs.modules).map((p) => join(moduleDir!, p)) : [];
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
