@@ -28,6 +28,8 @@ export interface Daemons {
   settle(ms: number): Promise<string>;
   /** Daemons running but still not serving (they have not accepted qemu's connection), for a report; '' when none. */
   unserved(): string;
+  /** The report of the daemon whose socket is SOCKET (qemu found it closed: the daemon had ended), as it stands; '' when none is. */
+  blame(socket: string): string;
 }
 
 /** The daemons' sockets could not be made; the message says why. */
@@ -148,7 +150,12 @@ export function prepareDaemons(plan: RunPlan, helper: string, adopted?: { readon
       })
       .map((p) => report(p))
       .join('\n');
-  const daemons: Daemons = { start: () => {}, kill, stop, settle, unserved };
+  const blame = (socket: string): string => {
+    const i = plan.daemons.findIndex((d) => d.socket === socket);
+    const p = procs[i];
+    return p ? report(p, p.status) : '';
+  };
+  const daemons: Daemons = { start: () => {}, kill, stop, settle, unserved, blame };
   if (!plan.daemons.length || !runDir) return daemons;
 
   // private: only this user may reach the sockets (whoever connects gets the shared tree)

@@ -97,6 +97,9 @@ const DAEMON_ACCEPT_MS = 5_000;
 /** The kernel's last words when it halts (kernel/reboot.c), a power-off without the means included. */
 const HALTED = /reboot: (System halted|Power down)/;
 
+/** qemu's words for a vhost-user socket nobody listens on any more (its daemon ended): the socket's path. */
+const REFUSED = /Failed to connect to '([^']+)': Connection refused/;
+
 /** qemu's own words when KVM itself fails (not any path that happens to contain "kvm"). */
 const KVM_FAILURE = /failed to initialize kvm|Could not access KVM|KVM_[A-Z_]+ failed|kvm_init_vcpu|target\/i386\/kvm\/|failed to set MSR|kvm: (error|failed)/i;
 
@@ -373,7 +376,10 @@ export function execute(plan: RunPlan, opts: ExecuteOptions): Promise<Outcome> {
       const kvmFailed = opts.kvmLifeBoundMs !== undefined && KVM_FAILURE.test(stderrTail.text());
       const daemonsSay = !outcome && !alive && !kvmFailed && opts.daemons && !daemonWhy ? opts.daemons.settle(daemonFailed ? 0 : DAEMON_SETTLE_MS) : Promise.resolve('');
       void daemonsSay.then((failed) => {
-        const why = daemonWhy || failed;
+        // qemu found a daemon's socket closed (refused): that daemon had ended first, whatever it said, and
+        // its end is the reason, though both ends reached mkt together and qemu's was told first
+        const refused = !outcome && !alive && opts.daemons ? REFUSED.exec(stderrTail.text()) : null;
+        const why = daemonWhy || failed || (refused ? opts.daemons!.blame(refused[1]!) : '');
         if (why) outcome ??= { kind: 'daemon-failed', reason: why };
         resolve(ending(code, signal));
       });
