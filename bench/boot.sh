@@ -15,11 +15,15 @@
 #              init (a reboot system call, no C library) reboots at once, with the boot-time kernel
 #              arguments, CPU model and firmware (qboot) mkt uses: the
 #              fastest invocation found, what qemu and the kernel cost
-#   floor-plain  the same with qemu's defaults (SeaBIOS, -cpu max) and only
+#   floor-pvh  the same booting the tree's vmlinux at its PVH entry point (CONFIG_PVH),
+#              which skips the decompressor: what mkt boots from a tree (--no-pvh: the bzImage)
+#   floor-plain  the same bzImage with qemu's defaults (SeaBIOS, -cpu max) and only
 #              'console=ttyS0 panic=-1 quiet': its reboot waits for the PS/2
 #              mouse probe that the lean arguments skip
 #   true       mkt run --exec true (from the second start on, bin/mkt's launcher starts
-#              qemu from the plan the first one left: see docs/mkt-run.md)
+#              qemu from the plan the first one left: see docs/mkt-run.md); from the
+#              tree, its vmlinux when it has the PVH entry
+#   true-bz    the same with --no-pvh: through the bzImage, as the floor boots
 #   true-cli   the same through bin/mkt.cjs, the CLI without the launcher: qemu
 #              starts once Node.js has started and mkt has planned
 #   uname      mkt run --exec 'uname -r'
@@ -43,6 +47,8 @@ tree=$(realpath "$tree")
 accel=${MKT_ACCEL:-tcg} mem=${MEM:-1G} cpus=${CPUS:-2}
 mkt=$here/bin/mkt
 image=$tree/arch/x86/boot/bzImage
+# what mkt boots from the tree (its vmlinux where it has the PVH entry note)
+pvhimage=$("$mkt" run --kernel "$tree" --exec true --dry-run | sed -n 's/.* -kernel \([^ ]*\) .*/\1/p')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -86,15 +92,19 @@ median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : in
 peer_run() { local c=${peer//\{kernel\}/$image}; c=${c//\{tree\}/$tree}; c=${c//\{cmd\}/$1}; ms sh -c "$c"; }
 
 cases=(floor floor-plain true true-cli uname stdout)
+pvh=""
+if [[ $pvhimage != "$image" ]]; then pvh=y; cases=(floor floor-pvh floor-plain true true-bz true-cli uname stdout); fi
 [[ -n ${SKIP_HEAVY:-} ]] || cases+=(heavy-9p heavy-virtiofs)
 [[ -z $peer ]] || cases+=(peer-true peer-uname)
 one() {
   case $1 in
     floor) ms "${fastq[@]}" -append "console=ttyS0 panic=-1 quiet $lean" ;;
+    floor-pvh) ms "${fastq[@]/#$image/$pvhimage}" -append "console=ttyS0 panic=-1 quiet $lean" ;;
     floor-plain) ms "${plainq[@]}" -append "console=ttyS0 panic=-1 quiet" ;;
     true) ms "${ours[@]}" --boot-trace --exec true
       # mkt's own start-up: the trace's "qemu started" (qemu is the first process mkt starts)
       sed -n 's/^ *\([0-9]*\) ms .*qemu started$/\1/p' "$work/err" >>"$work/pre.t" ;;
+    true-bz) ms "${ours[@]}" --no-pvh --exec true ;;
     true-cli) ms "$here/bin/mkt.cjs" "${ours[@]:1}" --exec true ;;
     uname) ms "${ours[@]}" --exec 'uname -r' ;;
     stdout) ms "${ours[@]}" --exec "$big" ;;
@@ -115,16 +125,25 @@ for c in "${cases[@]}" pre; do
   m[$c]=$(median "$work/$c.t")
   printf '%-16s median %6s ms   [%s]\n' "$c" "${m[$c]}" "$(tr '\n' ' ' <"$work/$c.t")"
 done
-awk -v t="${m[true]}" -v c="${m[true-cli]}" -v u="${m[uname]}" -v f="${m[floor]}" -v p="${m[floor-plain]}" -v s="${m[stdout]}" 'BEGIN {
-  printf "ratio true/floor:   %.3f   (against the plain floor: %.3f)\n", t / f, t / p
-  printf "ratio true-cli/floor: %.3f (without the launcher)\n", c / f
-  printf "ratio uname/floor:  %.3f\n", u / f
+paired() { # the ratio A/B per round (each round runs the cases back to back), then its median:
+  # a slow spell of the machine then moves both sides of one ratio, not the medians of all
+  paste "$work/$1.t" "$work/$2.t" | awk '{ print $1 / $2 }' | sort -n |
+    awk -v l="$1/$2" '{ a[NR] = $1 } END { printf "paired %s: %.3f   (median of the %d per-round ratios, from %.3f to %.3f)\n", l, (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, NR, a[1], a[NR] }'
+}
+awk -v t="${m[true]}" -v c="${m[true-cli]}" -v u="${m[uname]}" -v f="${m[floor]}" -v p="${m[floor-plain]}" -v s="${m[stdout]}" \
+  -v pf="${m[floor-pvh]:-}" -v tb="${m[true-bz]:-}" 'BEGIN {
+  if (pf != "") {
+    printf "same entry, bzImage: true-bz/floor:   %.3f\n", tb / f
+    printf "same entry, PVH:     true/floor-pvh:  %.3f   (uname/floor-pvh: %.3f)\n", t / pf, u / pf
+    printf "what a user sees:    true/floor:      %.3f   (floor-pvh/floor: %.3f, true/true-bz: %.3f)\n", t / f, pf / f, t / tb
+  } else {
+    printf "ratio true/floor:   %.3f   (against the plain floor: %.3f)\n", t / f, t / p
+    printf "ratio uname/floor:  %.3f\n", u / f
+  }
+  printf "ratio true-cli/true: %.3f (without the launcher)\n", c / t
   printf "stdout throughput:  %.0f MB/s (50 MB in %d ms beyond `true`)\n", (s > t ? 52.4288 / ((s - t) / 1000) : 0), s - t
 }'
-# the same ratio per round (each round runs the cases back to back), then its median:
-# a slow spell of the machine then moves both sides of one ratio, not the medians of all
-paste "$work/true.t" "$work/floor.t" | awk '{ print $1 / $2 }' | sort -n |
-  awk '{ a[NR] = $1 } END { printf "paired true/floor:  %.3f   (median of the %d per-round ratios, from %.3f to %.3f)\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, NR, a[1], a[NR] }'
+if [[ -n $pvh ]]; then paired true-bz floor; paired true floor-pvh; else paired true floor; fi
 if [[ -z ${SKIP_HEAVY:-} ]]; then
   awk -v a="${m[heavy-9p]}" -v b="${m[heavy-virtiofs]}" 'BEGIN { printf "file-heavy 9p/virtiofs: %.2f x\n", a / b }'
 fi

@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:
 import { isAbsolute, resolve } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
 import { findExecutable, type HostFacts } from '../host/facts.js';
-import { defaultKernel, locateKernel } from '../kernel/locate.js';
+import { defaultKernel, locateKernel, withoutPvh } from '../kernel/locate.js';
 import type { AccelChoice, ExportedDir, FsChoice, ResolvedRun } from '../run/types.js';
 import type { ConfigFile, ConfigSection } from './file.js';
 
@@ -24,6 +24,8 @@ export interface RunFlags {
   readonly dryRun: boolean;
   readonly verbose: boolean;
   readonly bootTrace?: boolean;
+  /** false with --no-pvh: boot the bzImage even where the tree's vmlinux can be started directly. */
+  readonly pvh?: boolean;
   readonly names: readonly string[];
 }
 
@@ -172,7 +174,8 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     if (v === '') throw new UsageError(`${name} needs a value`);
   }
   if (flags.qemuArg.includes('')) throw new UsageError('--qemu-arg needs a value');
-  const kernel = flags.kernel !== undefined ? locateKernel(flags.kernel, 'flag', cwd) : defaultKernel(section.kernel, cwd, from('kernel'));
+  const located = flags.kernel !== undefined ? locateKernel(flags.kernel, 'flag', cwd) : defaultKernel(section.kernel, cwd, from('kernel'));
+  const kernel = flags.pvh === false ? withoutPvh(located, flags.kernel !== undefined ? `--kernel ${flags.kernel}` : `the kernel ${located.tree ?? located.image}`) : located;
 
   let accel: AccelChoice = 'auto';
   let accelSource = 'default';

@@ -3,11 +3,18 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, r
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { isNotBzImage, parseBzImage } from './bzimage.js';
+import { elfKernelFile } from './elf.js';
 
 /** A kernel mkt can boot. */
 export interface KernelInfo {
-  /** The bzImage to pass to qemu -kernel (symlinks resolved). */
+  /** The bzImage to pass to qemu -kernel (symlinks resolved); a tree's vmlinux where the tree has no bzImage. */
   readonly image: string;
+  /**
+   * The tree's vmlinux, where qemu can start it directly (built with
+   * CONFIG_PVH): booted instead of IMAGE, with no decompressor run, unless
+   * --no-pvh.
+   */
+  readonly pvh?: string;
   readonly release: string;
   /** The compiled tree (or make O= build directory) the image came from. */
   readonly tree?: string;
@@ -22,6 +29,22 @@ export interface KernelInfo {
 }
 
 const TREE_IMAGE = 'arch/x86/boot/bzImage';
+const TREE_VMLINUX = 'vmlinux';
+
+/** The file qemu -kernel boots: the vmlinux where it can be started directly, else the image. */
+export function bootImage(k: KernelInfo): string {
+  return k.pvh ?? k.image;
+}
+
+/** K without the direct start of its vmlinux (--no-pvh); SHOWN names the kernel for the error when it has nothing else. */
+export function withoutPvh(k: KernelInfo, shown: string): KernelInfo {
+  if (k.pvh === undefined) return k;
+  if (k.image === k.pvh) {
+    throw new UsageError(`${shown}: --no-pvh boots the bzImage, and ${k.tree ?? 'the tree'} has none (no ${TREE_IMAGE}): run 'make -j$(nproc) bzImage' there, or leave out --no-pvh`, 125);
+  }
+  const { pvh: _, ...rest } = k;
+  return rest;
+}
 
 function readHead(path: string, shown: string): Buffer {
   let fd: number;
@@ -58,20 +81,41 @@ export function bzImageRelease(path: string, shown: string): string {
   return info.release;
 }
 
-function fromTree(tree: string, shown: string, how: KernelInfo['how']): KernelInfo {
-  const image = join(tree, TREE_IMAGE);
-  if (!existsSync(image)) {
+/**
+ * A compiled tree's kernel. PICK: what the user named, the tree (either
+ * image: the vmlinux where it can be started directly) or one of its two
+ * images (that one).
+ */
+function fromTree(tree: string, shown: string, how: KernelInfo['how'], pick: 'tree' | 'bzImage' | 'vmlinux' = 'tree'): KernelInfo {
+  const bz = join(tree, TREE_IMAGE);
+  const vmlinux = join(tree, TREE_VMLINUX);
+  const relFile = join(tree, 'include/config/kernel.release');
+  let pvh: string | undefined;
+  if (pick !== 'bzImage' && existsSync(vmlinux)) {
+    const elf = elfKernelFile(vmlinux);
+    if (elf?.pvh) pvh = vmlinux;
+    else if (pick === 'vmlinux') {
+      throw new UsageError(
+        `${shown}: ${elf ? elf.reason : 'cannot be read'}, so qemu cannot start it directly: pass ${TREE_IMAGE} (or the tree itself)${elf ? ", or set CONFIG_PVH=y ('mkt kconfig' adds it)" : ''}`,
+        125,
+      );
+    }
+  }
+  if (!existsSync(bz) && !(pvh && pick !== 'bzImage')) {
     throw new UsageError(
-      `${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}): run 'make -j$(nproc)' there first`,
+      `${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}${pvh === undefined && existsSync(vmlinux) ? ', and its vmlinux has no PVH entry point to start it by' : ''}): run 'make -j$(nproc)' there first`,
       125,
     );
   }
-  const relFile = join(tree, 'include/config/kernel.release');
+  const image = existsSync(bz) ? bz : vmlinux;
   // the header is read either way, so a corrupt image is refused before boot
-  const headerRelease = bzImageRelease(image, shown);
-  const release = existsSync(relFile) ? readFileSync(relFile, 'utf8').trim() : headerRelease;
+  const headerRelease = image === bz ? bzImageRelease(bz, shown) : undefined;
+  if (!existsSync(relFile) && headerRelease === undefined) {
+    throw new UsageError(`${shown}: ${tree} has a vmlinux but no include/config/kernel.release: run 'make -j$(nproc)' there first`, 125);
+  }
+  const release = existsSync(relFile) ? readFileSync(relFile, 'utf8').trim() : headerRelease!;
   const opt = (p: string): string | undefined => (existsSync(join(tree, p)) ? join(tree, p) : undefined);
-  return { image, release, tree, dotconfig: opt('.config'), sysmap: opt('System.map'), how };
+  return { image, ...(pvh ? { pvh } : {}), release, tree, dotconfig: opt('.config'), sysmap: opt('System.map'), how };
 }
 
 function installed(release: string, how: KernelInfo['how']): KernelInfo {
@@ -107,16 +151,17 @@ export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd
   if (existsSync(path)) {
     const real = realpathSync(path);
     if (statSync(real).isDirectory()) {
-      if (existsSync(join(real, TREE_IMAGE)) || looksLikeTree(real)) return fromTree(real, shown, how);
+      if (existsSync(join(real, TREE_IMAGE)) || existsSync(join(real, TREE_VMLINUX)) || looksLikeTree(real)) return fromTree(real, shown, how);
       throw new UsageError(
         `${shown}: ${real} is a directory but not a kernel tree (no ${TREE_IMAGE}, and no Makefile with Kconfig or include/config beside it): pass a compiled tree, a bzImage or an installed release`,
         125,
       );
     }
-    // a bzImage inside its own tree: use the tree, for its modules and .config
-    if (real.endsWith(`/${TREE_IMAGE}`)) {
-      const tree = real.slice(0, -TREE_IMAGE.length - 1);
-      if (existsSync(join(tree, 'include/config/kernel.release'))) return fromTree(tree, shown, how);
+    // a bzImage or vmlinux inside its own tree: the tree's, for its modules and .config
+    for (const [name, pick] of [[TREE_IMAGE, 'bzImage'], [TREE_VMLINUX, 'vmlinux']] as const) {
+      if (!real.endsWith(`/${name}`)) continue;
+      const tree = real.slice(0, -name.length - 1);
+      if (existsSync(join(tree, 'include/config/kernel.release'))) return fromTree(tree, shown, how, pick);
     }
     if (!statSync(real).isFile()) throw new UsageError(`${shown}: not a regular file (a pipe or device?): pass a bzImage file`, 125);
     const release = bzImageRelease(real, shown);
@@ -175,7 +220,7 @@ export function defaultKernel(configKernel: string | undefined, cwd = process.cw
   }
   const tree = real === undefined ? undefined : enclosingTree(real);
   if (tree) {
-    if (existsSync(join(tree, TREE_IMAGE))) return fromTree(tree, `the kernel tree ${tree}`, 'cwd');
+    if (existsSync(join(tree, TREE_IMAGE)) || existsSync(join(tree, TREE_VMLINUX))) return fromTree(tree, `the kernel tree ${tree}`, 'cwd');
     throw new UsageError(
       `the current directory is in the kernel tree ${tree}, which was not built (no ${TREE_IMAGE}): run 'make -j$(nproc)' there, or pass --kernel`,
       125,

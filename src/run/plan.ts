@@ -1,5 +1,6 @@
 /** planRun: the pure step that turns a resolved run and host facts into qemu's argv, cmdline and spec. */
 import type { HostFacts } from '../host/facts.js';
+import { bootImage } from '../kernel/locate.js';
 import {
   accelArgs,
   baseArgs,
@@ -128,7 +129,7 @@ export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel
     ...accelArgs(accel),
     ...machineArgs(run.memory, run.cpus, fs === 'virtiofs'),
     ...firmwareArgs(staged.firmware),
-    ...kernelArgs(run.kernel.image, staged.initramfs, cmdline),
+    ...kernelArgs(bootImage(run.kernel), staged.initramfs, cmdline),
     ...consoleArgs(mode),
     ...(fs === 'virtiofs' ? virtiofsArgs(shares) : fs9pArgs(run.dirs, host.user.uid === 0)),
     ...run.qemuArgs,

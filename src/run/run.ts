@@ -8,6 +8,7 @@ import { ToolError } from '../errors.js';
 import { findQboot, type HostFacts, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
+import { bootImage } from '../kernel/locate.js';
 import { chooseFs, type FsDecision } from './fs-choice.js';
 import { parseDotConfig } from '../kernel/kconfig.js';
 import { loadOrder, readModuleIndex, stageTreeModules } from '../kernel/modules.js';
@@ -245,7 +246,7 @@ function recordPlan(host: HostFacts, run: ResolvedRun, staged: Staged, plan: Run
       env: Object.entries(process.env)
         .filter(([k, v]) => k.startsWith('MKT_') && v !== undefined)
         .map(([k, v]) => `${k}=${v}`),
-      needs: [run.kernel.image, staged.initramfs, ...(staged.firmware ? [staged.firmware] : []), plan.argv[0]!, ...plan.daemons.map((d) => d.argv[0]!)],
+      needs: [bootImage(run.kernel), staged.initramfs, ...(staged.firmware ? [staged.firmware] : []), plan.argv[0]!, ...plan.daemons.map((d) => d.argv[0]!)],
       tmp,
       ...planProcesses(plan),
     },
@@ -256,7 +257,7 @@ function recordPlan(host: HostFacts, run: ResolvedRun, staged: Staged, plan: Run
 /** Run it; returns the exit status for the CLI. FAST: what bin/mkt's launcher started from the last run's plan. */
 export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter, fast?: FastStart): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
-    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.image}); pass --kernel to choose another`);
+    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${bootImage(run.kernel)}); pass --kernel to choose another`);
   }
   let staged = stage(run, host);
   reporter.info(`filesystem: ${staged.fs.why}`);

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { parseConfig } from '../../src/config/file.js';
 import { dedupeDirs } from '../../src/config/resolve.js';
 import { isNotBzImage, parseBzImage } from '../../src/kernel/bzimage.js';
+import { elfKernel } from '../../src/kernel/elf.js';
 import { checkBootNeeds } from '../../src/kernel/features.js';
 import { parseDotConfig } from '../../src/kernel/kconfig.js';
 import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragment.js';
@@ -151,6 +152,49 @@ test('bzImage header parsing', () => {
   assert.ok(isNotBzImage(old));
   const nover = parseBzImage(fakeBzImage(undefined));
   assert.ok(!isNotBzImage(nover) && nover.release === undefined);
+});
+
+/** An x86-64 ELF file with one PT_LOAD and one PT_NOTE segment holding NOTES ([owner, type, desc bytes]). */
+function fakeElf(notes: [string, number, number][], opts: { machine?: number; cls?: number } = {}): Buffer {
+  const body = Buffer.concat(
+    notes.map(([name, type, descsz]) => {
+      const nsz = Buffer.byteLength(name) + 1;
+      const b = Buffer.alloc(12 + ((nsz + 3) & ~3) + ((descsz + 3) & ~3));
+      b.writeUInt32LE(nsz, 0);
+      b.writeUInt32LE(descsz, 4);
+      b.writeUInt32LE(type, 8);
+      b.write(name, 12, 'latin1');
+      return b;
+    }),
+  );
+  const h = Buffer.alloc(64 + 2 * 56);
+  h.writeUInt32BE(0x7f454c46, 0);
+  h[4] = opts.cls ?? 2;
+  h[5] = 1;
+  h.writeUInt16LE(opts.machine ?? 62, 18);
+  h.writeBigUInt64LE(64n, 32); // e_phoff
+  h.writeUInt16LE(56, 54);
+  h.writeUInt16LE(2, 56);
+  h.writeUInt32LE(1, 64); // PT_LOAD first, as in a vmlinux
+  h.writeUInt32LE(4, 64 + 56); // PT_NOTE
+  h.writeBigUInt64LE(BigInt(h.length), 64 + 56 + 8);
+  h.writeBigUInt64LE(BigInt(body.length), 64 + 56 + 32);
+  return Buffer.concat([h, body]);
+}
+
+test('a vmlinux is started directly only with its PVH entry note', () => {
+  const at = (f: Buffer) => (o: number, n: number) => f.subarray(o, o + n);
+  assert.deepEqual(elfKernel(at(fakeElf([['GNU', 3, 20], ['Linux', 6, 4], ['Xen', 18, 8]]))), { pvh: true });
+  // the other Xen notes, or the entry type under another owner, are not it
+  const none = elfKernel(at(fakeElf([['GNU', 3, 20], ['Xen', 17, 8], ['Linux', 18, 4]])));
+  assert.ok(!none.pvh && /no PVH entry point \(built without CONFIG_PVH\)/.test(none.reason));
+  assert.ok(!elfKernel(at(fakeElf([['Xen', 18, 8]], { machine: 3 }))).pvh); // i386
+  assert.ok(!elfKernel(at(fakeElf([['Xen', 18, 8]], { cls: 1 }))).pvh);
+  const notElf = elfKernel(at(Buffer.from('not a kernel at all, just some text that is long enough to be read as a header\n')));
+  assert.ok(!notElf.pvh && /not an ELF file/.test(notElf.reason));
+  // cut short: a note whose sizes run past the segment ends the search
+  const cut = fakeElf([['Xen', 18, 8]]);
+  assert.ok(!elfKernel(at(cut.subarray(0, cut.length - 4))).pvh);
 });
 
 test('bzImage parsing reads the real installed kernel', () => {

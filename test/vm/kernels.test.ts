@@ -25,9 +25,19 @@ function treeCopy(name: string, edit: (config: string) => string): string {
 test('refused with a one-line error naming the path: missing, vmlinux, unbuilt tree, not a kernel, plain directory', () => {
   const cases: [string, RegExp][] = [
     [join(work, 'no-such-tree'), /--kernel .*no-such-tree: no such file, directory or installed kernel release.*pass a compiled kernel tree/],
-    [join(K, 'vmlinux'), /vmlinux: is an ELF file \(vmlinux\?\), not a bootable bzImage: pass arch\/x86\/boot\/bzImage \(or the tree itself\) instead/],
     [join(K, 'arch/x86/boot/vmlinux.bin'), /vmlinux\.bin: .*pass arch\/x86\/boot\/bzImage/],
   ];
+  // a vmlinux away from its tree, and one built without CONFIG_PVH (here any x86-64 program) in its tree
+  const lone = join(work, 'vmlinux');
+  copyFileSync(join(K, 'vmlinux'), lone);
+  cases.push([lone, /vmlinux: is an ELF file \(vmlinux\?\), not a bootable bzImage: pass arch\/x86\/boot\/bzImage \(or the tree itself\) instead/]);
+  const nopvh = treeCopy('no-pvh', (c) => c.replace(/^CONFIG_PVH=y$/m, '# CONFIG_PVH is not set'));
+  copyFileSync('/bin/true', join(nopvh, 'vmlinux'));
+  cases.push([join(nopvh, 'vmlinux'), /no-pvh\/vmlinux: has no PVH entry point \(built without CONFIG_PVH\), so qemu cannot start it directly: pass arch\/x86\/boot\/bzImage \(or the tree itself\), or set CONFIG_PVH=y/]);
+  const noBz = treeCopy('vmlinux-only', (c) => c);
+  rmSync(join(noBz, 'arch/x86/boot/bzImage'));
+  copyFileSync(join(K, 'vmlinux'), join(noBz, 'vmlinux'));
+  cases.push(['--no-pvh', /--no-pvh boots the bzImage, and .*vmlinux-only has none \(no arch\/x86\/boot\/bzImage\): run 'make -j\$\(nproc\) bzImage' there, or leave out --no-pvh/]);
   const unbuilt = join(work, 'unbuilt');
   mkdirSync(unbuilt);
   writeFileSync(join(unbuilt, 'Makefile'), '');
@@ -41,7 +51,7 @@ test('refused with a one-line error naming the path: missing, vmlinux, unbuilt t
   cases.push([plain, /plain dir is a directory but not a kernel tree/]);
   cases.push(['9.9.9-nosuch', /--kernel 9\.9\.9-nosuch: no such file, directory or installed kernel release \(installed: /]);
   for (const [k, want] of cases) {
-    const r = mkt(['run', '--kernel', k, '--exec', 'true']);
+    const r = mkt(['run', ...(k === '--no-pvh' ? ['--no-pvh', '--kernel', noBz] : ['--kernel', k]), '--exec', 'true']);
     assert.equal(r.code, 125, `${k}: ${r.stderr}`);
     assert.match(r.stderr, want);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
@@ -66,14 +76,25 @@ test('a kernel lacking required options is refused before boot, naming them', ()
   assert.match(r2.stderr, /9p are modules but no module directory was found/);
 });
 
-test('the tree, its bzImage, an installed release name and /boot/vmlinuz-RELEASE are all accepted', () => {
+test('the tree, its vmlinux, its bzImage, an installed release name and /boot/vmlinuz-RELEASE are all accepted', () => {
   const image = (args: string[]): string => {
     const r = mkt(['run', ...args, '--dry-run']);
     assert.equal(r.code, 0, r.stderr);
     return /-kernel (\S+)/.exec(r.stdout.toString())![1]!;
   };
-  assert.equal(image(['--kernel', K]), join(K, 'arch/x86/boot/bzImage'));
+  // the tree: its vmlinux, started directly (CONFIG_PVH), no decompressor; --no-pvh: its bzImage
+  assert.equal(image(['--kernel', K]), join(K, 'vmlinux'));
+  assert.equal(image(['--kernel', K, '--no-pvh']), join(K, 'arch/x86/boot/bzImage'));
+  assert.equal(image(['--kernel', join(K, 'vmlinux')]), join(K, 'vmlinux'));
   assert.equal(image(['--kernel', join(K, 'arch/x86/boot/bzImage')]), join(K, 'arch/x86/boot/bzImage'));
+  // a tree without PVH in its vmlinux boots its bzImage; one with only a vmlinux boots that
+  const nopvh = treeCopy('no-pvh-accepted', (c) => c);
+  copyFileSync('/bin/true', join(nopvh, 'vmlinux'));
+  assert.equal(image(['--kernel', nopvh]), join(nopvh, 'arch/x86/boot/bzImage'));
+  const noBz = treeCopy('vmlinux-only-accepted', (c) => c);
+  rmSync(join(noBz, 'arch/x86/boot/bzImage'));
+  copyFileSync(join(K, 'vmlinux'), join(noBz, 'vmlinux'));
+  assert.equal(image(['--kernel', noBz]), join(noBz, 'vmlinux'));
   const distro = distroKernel();
   const rel = distro.replace(/^\/boot\/vmlinuz-/, '');
   assert.equal(image(['--kernel', rel]), distro);
@@ -86,9 +107,9 @@ test('without --kernel: the config file, then a built tree in the current direct
   writeFileSync(join(cfgHome, 'mkt', 'config'), `[defaults]\nkernel = ${K}\n`);
   let r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: cfgHome }, cwd: work });
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'arch/x86/boot/bzImage')}`));
+  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'vmlinux')}`));
   r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: K });
-  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'arch/x86/boot/bzImage')}`));
+  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'vmlinux')}`));
   assert.match(r.stderr, /booting the tree in the current directory/);
   r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: work });
   assert.ok(r.stdout.toString().includes(`-kernel ${distroKernel()}`));
@@ -103,7 +124,7 @@ test("the seed tool's legacy config file is read too", () => {
   writeFileSync(join(home, '.config', 'mellanox', 'mkt', `hv-${hostname()}.mkt`), `[defaults]\nkernel = ${K}\n`);
   const r = mkt(['run', '--dry-run', '--no-home'], { env: { HOME: home, XDG_CONFIG_HOME: join(home, '.config') }, cwd: work });
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'arch/x86/boot/bzImage')}`));
+  assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'vmlinux')}`));
   assert.equal(r.stderr, '');
 });
 
@@ -117,6 +138,17 @@ test('named config sections apply; an unknown one is a usage error', () => {
   const bad = mkt(['run', '--dry-run', 'nosuch'], { env: { XDG_CONFIG_HOME: cfgHome } });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /'nosuch' is not a config section \(sections: big\)/);
+});
+
+test('the same tree boots through its bzImage (--no-pvh) and through its vmlinux, the same kernel', () => {
+  const out = (extra: string[]): string => {
+    const r = mkt(['run', '--kernel', K, ...extra, '--exec', 'uname -rv; grep -c . /proc/cpuinfo >/dev/null && echo ok']);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.toString();
+  };
+  const bz = out(['--no-pvh']);
+  assert.match(bz, /ok\n$/);
+  assert.equal(out([]), bz);
 });
 
 test('nothing is left running', () => {
