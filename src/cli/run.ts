@@ -34,7 +34,7 @@ export function runCommand(act: (code: number) => void, fast?: FastStart): Comma
     .option('--qemu-arg <arg>', 'extra qemu argument, appended last (repeatable)', collect, [] as string[])
     .option('-n, --dry-run', 'print the qemu command line, shell-quoted, and start nothing')
     .option('-v, --verbose', 'show the boot console and what mkt does on stderr')
-    .option('--no-pvh', "boot a tree's bzImage even where its vmlinux can be started directly (to run the decompressor, KASLR)")
+    .option('--no-pvh', 'boot the bzImage even where the kernel can be started at its PVH entry, uncompressed (to run the decompressor, KASLR)')
     .option('--boot-trace', 'print on stderr when each boot phase finished (ms since mkt started)')
     .addHelpText('after', `\nConsole: Ctrl-A x ends the VM; Ctrl-A h lists the other Ctrl-A keys.\n\n${EXIT_TABLE}\n\nSee docs/mkt-run.md for the whole reference.`)
     .action(async (names, o) => {

@@ -240,6 +240,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     dryRun: flags.dryRun,
     verbose: flags.verbose,
     bootTrace: flags.bootTrace ?? false,
+    pvh: flags.pvh !== false,
     cwd,
     cwdReal: cwd === GONE_CWD ? cwd : process.cwd(),
   });

@@ -56,7 +56,7 @@ export function findExecutable(name: string, path = process.env.PATH ?? '', extr
   return undefined;
 }
 
-const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+export const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 /** A regular file someone may execute. (access(X_OK) alone says yes to root for directories, and Node 20's to anything.) */
 export function isExecutable(p: string): boolean {

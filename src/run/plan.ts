@@ -22,6 +22,8 @@ import { simpleArgv } from './simple-command.js';
 /** What the prepare step staged on disk (caches, not per-run files). */
 export interface Staged {
   readonly initramfs: string;
+  /** The file for qemu -kernel where it is not bootImage(run.kernel): a bzImage's kernel, uncompressed once for its PVH entry (pvhImage). */
+  readonly kernel?: string | undefined;
   /** The staged lib/modules/RELEASE of a tree, to appear at /lib/modules/RELEASE in the guest. */
   readonly modules: string | undefined;
   /** The firmware to boot with (qboot where qemu ships it), else qemu's default. */
@@ -129,7 +131,7 @@ export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel
     ...accelArgs(accel),
     ...machineArgs(run.memory, run.cpus, fs === 'virtiofs'),
     ...firmwareArgs(staged.firmware),
-    ...kernelArgs(bootImage(run.kernel), staged.initramfs, cmdline),
+    ...kernelArgs(staged.kernel ?? bootImage(run.kernel), staged.initramfs, cmdline),
     ...consoleArgs(mode),
     ...(fs === 'virtiofs' ? virtiofsArgs(shares) : fs9pArgs(run.dirs, host.user.uid === 0)),
     ...run.qemuArgs,

@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
 import { ToolError } from '../errors.js';
-import { findQboot, type HostFacts, xdgBase } from '../host/facts.js';
+import { findExecutable, findQboot, type HostFacts, SYSTEM_DIRS, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
 import { bootImage } from '../kernel/locate.js';
+import { pvhImage } from '../kernel/pvh-image.js';
 import { chooseFs, type FsDecision } from './fs-choice.js';
 import { parseDotConfig } from '../kernel/kconfig.js';
 import { loadOrder, readModuleIndex, stageTreeModules } from '../kernel/modules.js';
@@ -67,7 +68,7 @@ function checkCacheDir(dir: string, home: string, xdgSet: boolean): void {
 }
 
 /** Stage the tree's modules and the initramfs (content-keyed caches, nothing per run), and choose the filesystem. */
-export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision } {
+export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs: FsDecision; readonly kernelWhy: string } {
   const k = run.kernel;
   checkCacheDir(host.cacheDir, host.user.home, xdgBase(host.env.XDG_CACHE_HOME) !== undefined);
   let modules: string | undefined;
@@ -87,7 +88,25 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
   }
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), program: findProgram(run, host), fs };
+  const kernel = kernelFile(run, host);
+  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), program: findProgram(run, host), fs, ...kernel };
+}
+
+/**
+ * What qemu -kernel gets, and why (for --verbose): a tree's vmlinux with a
+ * PVH entry (locateKernel found it); else a bzImage's kernel, uncompressed
+ * once into the cache, where it has a PVH entry; else the bzImage.
+ */
+function kernelFile(run: ResolvedRun, host: HostFacts): { kernel?: string; kernelWhy: string } {
+  const k = run.kernel;
+  const skip = ' (no decompressor in the guest; --no-pvh boots the bzImage)';
+  if (k.pvh) return { kernelWhy: `kernel: ${k.pvh}, started at its PVH entry${skip}` };
+  if (!run.pvh) return { kernelWhy: `kernel: ${k.image} (--no-pvh)` };
+  // a tree's own vmlinux has no PVH entry (locateKernel looked): its bzImage's kernel has none either
+  if (k.tree && existsSync(join(k.tree, 'vmlinux'))) return { kernelWhy: `kernel: ${k.image} (the tree's vmlinux has no PVH entry: CONFIG_PVH=y, which 'mkt kconfig' adds, boots faster)` };
+  const r = pvhImage(k.image, host.cacheDir, (tool) => findExecutable(tool, host.env.PATH, SYSTEM_DIRS));
+  if ('reason' in r) return { kernelWhy: `kernel: ${k.image}, decompressed by itself: ${r.reason}` };
+  return { kernel: r.path, kernelWhy: `kernel: ${k.image}, ${r.fresh ? 'uncompressed now' : 'uncompressed earlier'} into ${r.path} and started at its PVH entry${skip}` };
 }
 
 /** Where the guest's PATH search for the --exec command's program ends (guestProgram), when it is a plain command. */
@@ -246,7 +265,7 @@ function recordPlan(host: HostFacts, run: ResolvedRun, staged: Staged, plan: Run
       env: Object.entries(process.env)
         .filter(([k, v]) => k.startsWith('MKT_') && v !== undefined)
         .map(([k, v]) => `${k}=${v}`),
-      needs: [bootImage(run.kernel), staged.initramfs, ...(staged.firmware ? [staged.firmware] : []), plan.argv[0]!, ...plan.daemons.map((d) => d.argv[0]!)],
+      needs: [staged.kernel ?? bootImage(run.kernel), staged.initramfs, ...(staged.firmware ? [staged.firmware] : []), plan.argv[0]!, ...plan.daemons.map((d) => d.argv[0]!)],
       tmp,
       ...planProcesses(plan),
     },
@@ -257,9 +276,10 @@ function recordPlan(host: HostFacts, run: ResolvedRun, staged: Staged, plan: Run
 /** Run it; returns the exit status for the CLI. FAST: what bin/mkt's launcher started from the last run's plan. */
 export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter, fast?: FastStart): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
-    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${bootImage(run.kernel)}); pass --kernel to choose another`);
+    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.tree ?? run.kernel.image}); pass --kernel to choose another`);
   }
   let staged = stage(run, host);
+  reporter.info(staged.kernelWhy);
   reporter.info(`filesystem: ${staged.fs.why}`);
   let runDir: string | undefined;
   // the launcher's processes fit the first plan or none (see fast-start.ts)

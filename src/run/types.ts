@@ -35,6 +35,8 @@ export interface ResolvedRun {
   readonly verbose: boolean;
   /** Print when each boot phase finished (--boot-trace). */
   readonly bootTrace: boolean;
+  /** Start the kernel at its PVH entry where it has one (false with --no-pvh: the bzImage, decompressor and all). */
+  readonly pvh: boolean;
   /** The caller's directory as their shell names it ($PWD, symlinks kept), and as it really is. */
   readonly cwd: string;
   readonly cwdReal?: string;

@@ -10,6 +10,9 @@ import { parseConfig } from '../../src/config/file.js';
 import { dedupeDirs } from '../../src/config/resolve.js';
 import { isNotBzImage, parseBzImage } from '../../src/kernel/bzimage.js';
 import { elfKernel } from '../../src/kernel/elf.js';
+import { findPayload, pvhImage } from '../../src/kernel/pvh-image.js';
+import { gzipSync } from 'node:zlib';
+import { findExecutable, SYSTEM_DIRS } from '../../src/host/facts.js';
 import { checkBootNeeds } from '../../src/kernel/features.js';
 import { parseDotConfig } from '../../src/kernel/kconfig.js';
 import { KCONFIG_FRAGMENT, renderFragment } from '../../src/kernel/kconfig-fragment.js';
@@ -195,6 +198,67 @@ test('a vmlinux is started directly only with its PVH entry note', () => {
   // cut short: a note whose sizes run past the segment ends the search
   const cut = fakeElf([['Xen', 18, 8]]);
   assert.ok(!elfKernel(at(cut.subarray(0, cut.length - 4))).pvh);
+});
+
+/** A bzImage-shaped file whose payload is PAYLOAD (the bytes as they follow the setup sectors' end). */
+function fakeBzWithPayload(payload: Buffer): Buffer {
+  const b = fakeBzImage('6.1.0 (fake)');
+  b.writeUInt16LE(0x020f, 0x206);
+  b.writeUInt8(3, 0x1f1); // setup_sects: the kernel proper starts at (3 + 1) * 512
+  const start = 4 * 512;
+  const head = Buffer.alloc(Math.max(b.length, start + 64));
+  b.copy(head);
+  head.writeUInt32LE(64, 0x248); // payload_offset from the kernel proper's start
+  head.writeUInt32LE(payload.length, 0x24c);
+  return Buffer.concat([head.subarray(0, start + 64), payload, Buffer.alloc(100)]);
+}
+
+test("a bzImage's kernel is uncompressed once into the cache when it has a PVH entry, and a kernel without one is remembered", () => {
+  const d = mkdtempSync(join(tmpdir(), 'mkt-pvh-'));
+  const find = (t: string): string | undefined => findExecutable(t, process.env.PATH, SYSTEM_DIRS);
+  try {
+    const elf = fakeElf([['Xen', 18, 8]]);
+    const img = join(d, 'bzImage');
+    writeFileSync(img, fakeBzWithPayload(gzipSync(elf)));
+    const p = findPayload(readFileSync(img));
+    assert.ok(!('reason' in p) && p.format === 'gzip' && p.size === elf.length, JSON.stringify(p));
+    const first = pvhImage(img, join(d, 'cache'), find);
+    assert.ok('path' in first && first.fresh, JSON.stringify(first));
+    assert.deepEqual(readFileSync(first.path), elf);
+    const again = pvhImage(img, join(d, 'cache'), find);
+    assert.ok('path' in again && !again.fresh && again.path === first.path);
+    // a new build at the same path is a new key
+    const elf2 = fakeElf([['GNU', 3, 20], ['Xen', 18, 8]]);
+    writeFileSync(img, fakeBzWithPayload(gzipSync(elf2)));
+    utimesSync(img, new Date(), new Date(Date.now() + 5000));
+    const rebuilt = pvhImage(img, join(d, 'cache'), find);
+    assert.ok('path' in rebuilt && rebuilt.fresh && rebuilt.path !== first.path);
+    assert.deepEqual(readFileSync(rebuilt.path), elf2);
+
+    // without the note: refused, and remembered (no second decompression)
+    const plain = join(d, 'plain');
+    writeFileSync(plain, fakeBzWithPayload(gzipSync(fakeElf([['Xen', 17, 8]]))));
+    const no = pvhImage(plain, join(d, 'cache'), find);
+    assert.ok('reason' in no && /no PVH entry point/.test(no.reason), JSON.stringify(no));
+    let asked = 0;
+    const again2 = pvhImage(plain, join(d, 'cache'), (t) => (asked++, find(t)));
+    assert.ok('reason' in again2 && asked === 0);
+
+    // xz where xz is missing: refused, not remembered; a damaged payload: refused; no payload format: refused
+    const xz = join(d, 'xz');
+    writeFileSync(xz, fakeBzWithPayload(Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(40), Buffer.from([1, 0, 0, 0])])));
+    const noTool = pvhImage(xz, join(d, 'cache'), () => undefined);
+    assert.ok('reason' in noTool && /xz-compressed and xz is not installed/.test(noTool.reason));
+    const bad = pvhImage(xz, join(d, 'cache'), find);
+    assert.ok('reason' in bad && /xz could not uncompress its kernel/.test(bad.reason), JSON.stringify(bad));
+    const junk = join(d, 'junk');
+    writeFileSync(junk, fakeBzWithPayload(Buffer.from('not compressed at all, plain text')));
+    const j = pvhImage(junk, join(d, 'cache'), find);
+    assert.ok('reason' in j && /no compression format mkt knows/.test(j.reason));
+    assert.deepEqual(readdirSync(join(d, 'cache', 'pvh')).filter((n) => n.includes('.tmp-')), []);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
 
 test('bzImage parsing reads the real installed kernel', () => {

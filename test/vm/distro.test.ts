@@ -19,6 +19,19 @@ test('the distro kernel boots and its own modules load with modprobe', () => {
   assert.equal(b.stdout.toString(), 'boot-ok\n', b.stderr);
 });
 
+test("the distro kernel starts at its PVH entry, uncompressed once on the host; --no-pvh boots its bzImage, the same kernel", () => {
+  const dry = mkt(['run', '--kernel', D, '--dry-run', '--verbose', '--exec', 'true']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout.toString(), /-kernel \S+\/mkt\/pvh\/[0-9a-f]{24}\.elf /);
+  assert.match(dry.stderr, /mkt: kernel: \/boot\/vmlinuz-\S+, uncompressed (now|earlier) into \S+ and started at its PVH entry/);
+  const bz = mkt(['run', '--kernel', D, '--no-pvh', '--exec', 'uname -rv']);
+  assert.equal(bz.code, 0, bz.stderr);
+  const pvh = mkt(['run', '--kernel', D, '--exec', 'uname -rv']);
+  assert.equal(pvh.code, 0, pvh.stderr);
+  assert.equal(pvh.stdout.toString(), bz.stdout.toString());
+  assert.ok(pvh.ms < bz.ms, `PVH ${pvh.ms} ms, bzImage ${bz.ms} ms`);
+});
+
 test('a filesystem the command mounts from an image in an export keeps what was written to it', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mkt-img-'));
   try {

@@ -97,8 +97,11 @@ test('the tree, its vmlinux, its bzImage, an installed release name and /boot/vm
   assert.equal(image(['--kernel', noBz]), join(noBz, 'vmlinux'));
   const distro = distroKernel();
   const rel = distro.replace(/^\/boot\/vmlinuz-/, '');
-  assert.equal(image(['--kernel', rel]), distro);
-  assert.equal(image(['--kernel', distro]), distro);
+  // an installed bzImage: its kernel uncompressed into the cache for its PVH entry; --no-pvh: the file itself
+  assert.match(image(['--kernel', rel]), /\/mkt\/pvh\/[0-9a-f]{24}\.elf$/);
+  assert.equal(image(['--kernel', distro]), image(['--kernel', rel]));
+  assert.equal(image(['--kernel', rel, '--no-pvh']), distro);
+  assert.equal(image(['--kernel', distro, '--no-pvh']), distro);
 });
 
 test('without --kernel: the config file, then a built tree in the current directory, then the newest installed', () => {
@@ -112,7 +115,8 @@ test('without --kernel: the config file, then a built tree in the current direct
   assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'vmlinux')}`));
   assert.match(r.stderr, /booting the tree in the current directory/);
   r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: work });
-  assert.ok(r.stdout.toString().includes(`-kernel ${distroKernel()}`));
+  assert.match(r.stdout.toString(), /-kernel \S+\/mkt\/pvh\/[0-9a-f]{24}\.elf /);
+  assert.ok(r.stderr.includes(`(${distroKernel()})`), r.stderr);
   assert.match(r.stderr, /booting the newest installed kernel/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
 });
