@@ -672,7 +672,12 @@ static void mount_modules(void)
 	/* from the host's root as exported: the new root's /tmp and /run are fresh tmpfs */
 	snprintf(from, sizeof from, "/lower%s", mods);
 	snprintf(path, sizeof path, NEW_ROOT "/lib/modules/%s", u.release);
-	do_mount(from, path, NULL, MS_BIND, NULL);
+	/* the host made the mount point for the release it read from the tree; should the kernel say another, here */
+	if (mount(from, path, NULL, MS_BIND, NULL) == 0)
+		return;
+	if (errno == ENOENT && spec_get("seeded"))
+		mkdir_p(path, 0755);
+	do_mount(from, path, NULL, MS_BIND, NULL); /* again, or for the error */
 }
 
 /*
@@ -1259,10 +1264,19 @@ int main(void)
 
 	mount_lower();
 	STEP("mount_lower");
-	/* the guest's own files, in a layer of the root: an export covering /etc or /boot never receives them */
-	kernel_files();
-	STEP("kernel_files");
-	identity_files();
+	/*
+	 * the guest's own files, in a layer of the root: an export covering /etc or /boot never
+	 * receives them; where the host put them into the root already ("seeded"), the name alone
+	 */
+	if (spec_get("seeded")) {
+		const char *name = spec_need("hostname");
+		if (sethostname(name, strlen(name)) < 0)
+			say("sethostname: %s", strerror(errno));
+	} else {
+		kernel_files();
+		STEP("kernel_files");
+		identity_files();
+	}
 	STEP("identity_files");
 	mount_root();
 	STEP("mount_root");

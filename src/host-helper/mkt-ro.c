@@ -1,5 +1,5 @@
 /*
- * mkt-ro [--size=SIZE] DIR PROGRAM [ARG...]: run PROGRAM in a mount namespace of its own
+ * mkt-ro [--size=SIZE] [ENTRY...] DIR PROGRAM [ARG...]: run PROGRAM in a mount namespace of its own
  * where DIR/v shows the whole host tree, writable, and nothing written
  * there reaches the host: each filesystem of the tree is shown through an
  * overlay whose upper layer is on a tmpfs mounted on DIR, so what is
@@ -13,6 +13,16 @@
  * through three layers with a round trip to the host for the lower one,
  * cost it some 10 ms of every boot under TCG. Nothing of this is seen
  * outside: the namespace ends with PROGRAM.
+ *
+ * Each ENTRY puts one of the guest's own files into the view before
+ * PROGRAM starts, as root, in place of what the host has there:
+ *   --mkdir PATH              a directory (mode 0755)
+ *   --file PATH MODE CONTENT  a file (MODE in octal)
+ *   --link PATH TARGET        a symbolic link
+ * PATH as the guest sees it; its parent directories are made as needed.
+ * They are written in a child chrooted into the view, so no symbolic link
+ * in the host's tree leads outside it. mkt-init would otherwise write them
+ * itself at each boot, a round trip to the daemon per step.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo */
@@ -157,6 +169,109 @@ static void overlay_view(const char *dir, const char *size)
 	}
 }
 
+/* Make PATH's parent directories (mode 0755), as the guest sees them. */
+static int make_parents(char *path)
+{
+	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		int r = mkdir(path, 0755);
+		*p = '/';
+		if (r < 0 && errno != EEXIST)
+			return -1;
+	}
+	return 0;
+}
+
+/* Remove what PATH is unless it is a directory (KEEP_DIR) or absent. */
+static int clear(const char *path, int keep_dir)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (S_ISDIR(st.st_mode))
+		return keep_dir ? 0 : (errno = EISDIR, -1);
+	return unlink(path);
+}
+
+static int put_file(const char *path, const char *mode, const char *content)
+{
+	char *end;
+	long m = strtol(mode, &end, 8);
+	if (*mode == '\0' || *end || m < 0 || m > 07777)
+		return errno = EINVAL, -1;
+	if (clear(path, 0) < 0)
+		return -1;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	size_t len = strlen(content), done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, content + done, len - done);
+		if (n < 0) {
+			close(fd);
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	if (fchmod(fd, (mode_t)m) < 0 || close(fd) < 0)
+		return -1;
+	return 0;
+}
+
+/* Apply the entries ARGV[0..N) in a child chrooted into VIEW; 0 when all were made. */
+static int seed(const char *view, char **argv, int n)
+{
+	if (n == 0)
+		return 0;
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork to fill", view);
+	if (pid == 0) {
+		if (chroot(view) < 0 || chdir("/") < 0) {
+			fprintf(stderr, "mkt-ro: chroot %s: %s\n", view, strerror(errno));
+			_exit(1);
+		}
+		umask(022);
+		for (int i = 0; i < n;) {
+			const char *op = argv[i];
+			char *path = argv[i + 1];
+			int r;
+			if (strcmp(op, "--mkdir") == 0) {
+				r = make_parents(path) < 0 || clear(path, 1) < 0 || (mkdir(path, 0755) < 0 && errno != EEXIST) ? -1 : 0;
+				i += 2;
+			} else if (strcmp(op, "--file") == 0) {
+				r = make_parents(path) < 0 || put_file(path, argv[i + 2], argv[i + 3]) < 0 ? -1 : 0;
+				i += 4;
+			} else {
+				r = make_parents(path) < 0 || clear(path, 0) < 0 || symlink(argv[i + 2], path) < 0 ? -1 : 0;
+				i += 3;
+			}
+			if (r < 0) {
+				fprintf(stderr, "mkt-ro: cannot make %s in the guest's root: %s\n", path, strerror(errno));
+				_exit(1);
+			}
+		}
+		_exit(0);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("wait for the filling of", view);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* How many words the entry at ARGV takes (0: not an entry). */
+static int entry_words(char **argv)
+{
+	if (strcmp(argv[0], "--mkdir") == 0)
+		return 2;
+	if (strcmp(argv[0], "--link") == 0)
+		return 3;
+	if (strcmp(argv[0], "--file") == 0)
+		return 4;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *size = "1G";
@@ -165,8 +280,18 @@ int main(int argc, char **argv)
 		argv++;
 		argc--;
 	}
+	char **entries = argv + 1;
+	int nentries = 0;
+	for (int w; 1 + nentries < argc && (w = entry_words(argv + 1 + nentries)) > 0; nentries += w) {
+		if (1 + nentries + w > argc || argv[2 + nentries][0] != '/') {
+			fprintf(stderr, "mkt-ro: %s needs an absolute PATH and its values\n", argv[1 + nentries]);
+			return 2;
+		}
+	}
+	argv += nentries;
+	argc -= nentries;
 	if (argc < 3 || strlen(size) > 32) {
-		fprintf(stderr, "usage: mkt-ro [--size=SIZE] DIR PROGRAM [ARG...]\n");
+		fprintf(stderr, "usage: mkt-ro [--size=SIZE] [--mkdir PATH | --file PATH MODE CONTENT | --link PATH TARGET]... DIR PROGRAM [ARG...]\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -176,6 +301,10 @@ int main(int argc, char **argv)
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("make / private for", dir);
 	overlay_view(dir, size);
+	char view[4096];
+	snprintf(view, sizeof view, "%s/v", dir);
+	if (seed(view, entries, nentries) < 0)
+		return 126;
 	execv(argv[2], argv + 2);
 	die("execute", argv[2]);
 	return 126;

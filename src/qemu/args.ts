@@ -133,10 +133,12 @@ export interface VirtiofsShare {
   readonly view?: string;
   /** The most the guest may write to that view (its tmpfs's size): the guest's memory, as the overlay in guest memory had. */
   readonly viewSize?: string;
+  /** mkt-ro's entries putting the guest's own files into the view (rootSeed). */
+  readonly seed?: readonly string[];
 }
 
 /** The virtiofs shares: the host root (through a throw-away view when mkt-ro is there, else /), then each exported directory. */
-export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, viewRoot = false, viewSize = '1G'): VirtiofsShare[] {
+export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, viewRoot = false, viewSize = '1G', seed?: readonly string[]): VirtiofsShare[] {
   // short socket names: a Unix socket's path holds 107 bytes, TMPDIR included
   const share = (tag: string, n: number, source: string, cache: VirtiofsShare['cache']): VirtiofsShare => ({
     tag,
@@ -144,7 +146,7 @@ export function virtiofsShares(dirs: readonly ExportedDir[], runDir: string, vie
     socket: `${runDir}/fs${n}`,
     cache,
   });
-  const root = viewRoot ? { ...share('mktroot', 0, `${runDir}/root/v`, 'always'), view: `${runDir}/root`, viewSize } : share('mktroot', 0, '/', 'always');
+  const root = viewRoot ? { ...share('mktroot', 0, `${runDir}/root/v`, 'always'), view: `${runDir}/root`, viewSize, ...(seed?.length ? { seed } : {}) } : share('mktroot', 0, '/', 'always');
   return [root, ...dirs.map((d, i) => share(dirTag(i), i + 1, d.real, 'auto'))];
 }
 
@@ -167,5 +169,5 @@ export const DAEMON_SOCKET_FD = 3;
  */
 export function virtiofsdArgv(virtiofsd: string, s: VirtiofsShare, roHelper?: string): readonly string[] {
   const argv = [virtiofsd, `--fd=${DAEMON_SOCKET_FD}`, '-o', `source=${fuseOptValue(s.source)}`, '-o', 'sandbox=chroot', '-o', `cache=${s.cache}`, '-o', 'no_posix_lock', '-o', 'no_flock'];
-  return s.view && roHelper ? [roHelper, ...(s.viewSize ? [`--size=${s.viewSize}`] : []), s.view, ...argv] : argv;
+  return s.view && roHelper ? [roHelper, ...(s.viewSize ? [`--size=${s.viewSize}`] : []), ...(s.seed ?? []), s.view, ...argv] : argv;
 }

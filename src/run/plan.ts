@@ -50,6 +50,47 @@ export function rootServedWritable(fs: Fs, host: Pick<HostFacts, 'roHelper'>): b
   return fs === 'virtiofs' && host.roHelper !== undefined;
 }
 
+/** The guest's host name. */
+const GUEST_HOSTNAME = 'mkt';
+
+/**
+ * The guest's own files in its root (mkt-init's kernel_files and
+ * identity_files write the same), as mkt-ro entries that put them into the
+ * root's view on the host before the guest boots: each is a round trip or
+ * more to the daemon when the guest writes it. Only where the root is
+ * served writable, and not with a locked shadow file (made from the
+ * host's passwd, which mkt-init reads). Undefined where the guest writes
+ * them itself.
+ */
+export function rootSeed(run: ResolvedRun, host: HostFacts, staged: Staged, fs: Fs): string[] | undefined {
+  if (!rootServedWritable(fs, host) || host.root.shadowLocked) return undefined;
+  const etc = host.root.etc;
+  const w: string[] = [];
+  w.push('--file', `${etc}/hosts`, '644', `${host.root.hosts}\n127.0.1.1\t${GUEST_HOSTNAME}\n`);
+  w.push('--file', `${etc}/hostname`, '644', `${GUEST_HOSTNAME}\n`);
+  if (host.root.sudo && host.user.name !== 'root') w.push('--file', `${etc}/sudoers`, '440', sudoers(host.user.name));
+  const release = run.kernel.release;
+  if (staged.modules) w.push('--mkdir', `${host.root.modules}/${release}`);
+  if (run.kernel.tree) {
+    for (const [target, name] of [[run.kernel.sysmap, 'System.map'], [run.kernel.dotconfig, 'config']] as const) {
+      if (target && target !== `/boot/${name}-${release}`) w.push('--link', `${host.root.boot}/${name}-${release}`, target);
+    }
+  }
+  // a word cannot hold a NUL: such a hosts file is left to mkt-init
+  return w.some((x) => x.includes('\0')) ? undefined : w;
+}
+
+/** The guest's sudoers: a fresh one, as the host's is unreadable to a regular user's qemu (0440). */
+export function sudoers(user: string): string {
+  return (
+    '# written by mkt for this VM only\n' +
+    'Defaults env_reset\n' +
+    'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n' +
+    'root ALL=(ALL:ALL) ALL\n' +
+    `${user} ALL=(ALL:ALL) NOPASSWD: ALL\n`
+  );
+}
+
 /** The command's PATH in the guest: the caller's. */
 export function guestPath(host: HostFacts): string {
   return host.env.PATH || '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
@@ -69,7 +110,9 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
     ['fs', fs],
     // the root share is the host's tree through mkt-ro's throw-away overlays: the guest's root as it is
     ...(rootServedWritable(fs, host) ? [['root', 'writable'] as const] : []),
-    ['hostname', 'mkt'],
+    // its own files are in it already (rootSeed): mkt-init writes none
+    ...(rootSeed(run, host, staged, fs) ? [['seeded', '1'] as const] : []),
+    ['hostname', GUEST_HOSTNAME],
     ['etc', host.root.etc],
     ['hosts', host.root.hosts],
     ['user', u.name],
@@ -123,7 +166,7 @@ export function specRecords(run: ResolvedRun, host: HostFacts, staged: Staged, m
 export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel: Accel, fs: Fs = '9p', runDir?: string): RunPlan {
   const mode = run.exec === undefined ? 'shell' : 'exec';
   if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
-  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, rootServedWritable(fs, host), run.memory) : [];
+  const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, rootServedWritable(fs, host), run.memory, rootSeed(run, host, staged, fs)) : [];
   const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel }), run.append);
   const argv = [
     run.qemu,

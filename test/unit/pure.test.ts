@@ -20,7 +20,7 @@ import { loadOrder, moduleName, parseModuleIndex } from '../../src/kernel/module
 import { accelArgs, consoleArgs, PORTS, firmwareArgs, fs9pArgs, machineArgs, virtiofsArgs, virtiofsdArgv, virtiofsShares } from '../../src/qemu/args.js';
 import { chooseFs } from '../../src/run/fs-choice.js';
 import { guestProgram, simpleArgv } from '../../src/run/simple-command.js';
-import { specRecords } from '../../src/run/plan.js';
+import { rootSeed, specRecords } from '../../src/run/plan.js';
 import { virtiofsSupport } from '../../src/kernel/features.js';
 import { ToolError } from '../../src/errors.js';
 import { baseCmdline, COMMAND_LINE_SIZE, renderCmdline } from '../../src/qemu/cmdline.js';
@@ -471,6 +471,38 @@ test('virtiofs: shared memory, one vhost-user-fs device and one daemon argv per 
   assert.ok(roArgv.includes('cache=always'));
   // exports stay writable: no helper for them
   assert.equal(virtiofsdArgv('/v', shares[1]!, '/opt/mkt-ro')[0], '/v');
+  // the guest's own files go in through mkt-ro's entries, ahead of the directory
+  const seeded = virtiofsdArgv('/v', virtiofsShares([], '/run/x', true, '2G', ['--file', '/etc/hostname', '644', 'mkt\n'])[0]!, '/opt/mkt-ro');
+  assert.deepEqual(seeded.slice(0, 7), ['/opt/mkt-ro', '--size=2G', '--file', '/etc/hostname', '644', 'mkt\n', '/run/x/root']);
+});
+
+test("the guest's own files are put into its root by the host only where the root is served writable", () => {
+  const root = { etc: '/etc', boot: '/boot', modules: '/usr/lib/modules', hosts: '127.0.0.1 localhost', sudo: true, shadowLocked: false };
+  const host = { user: { name: 'u', uid: 0, gid: 0, groups: [0], home: '/root', shell: '/bin/sh' }, env: {}, root, roHelper: '/x/mkt-ro' } as never;
+  const run = { kernel: { tree: '/k', release: '6.1.9', sysmap: '/k/System.map', dotconfig: '/k/.config' } } as never;
+  const staged = { initramfs: 'x', modules: '/c/lib/modules/6.1.9' } as never;
+  assert.deepEqual(rootSeed(run, host, staged, 'virtiofs'), [
+    '--file', '/etc/hosts', '644', '127.0.0.1 localhost\n127.0.1.1\tmkt\n',
+    '--file', '/etc/hostname', '644', 'mkt\n',
+    '--file', '/etc/sudoers', '440', rootSeed(run, host, staged, 'virtiofs')![11]!,
+    '--mkdir', '/usr/lib/modules/6.1.9',
+    '--link', '/boot/System.map-6.1.9', '/k/System.map',
+    '--link', '/boot/config-6.1.9', '/k/.config',
+  ]);
+  assert.match(rootSeed(run, host, staged, 'virtiofs')![11]!, /^u ALL=\(ALL:ALL\) NOPASSWD: ALL$/m);
+  const spec = (fs: 'virtiofs' | '9p', h: object = host as object): string[] => specRecords({ ...(run as object), cwd: '/', dirs: [], aliases: [], exec: 'true' } as never, h as never, staged, 'exec', fs).filter(([k]) => k === 'seeded').map(([, v]) => v);
+  assert.deepEqual(spec('virtiofs'), ['1']);
+  // 9p, no mkt-ro, a locked shadow file (made from the host's passwd in the guest): mkt-init writes them
+  assert.equal(rootSeed(run, host, staged, '9p'), undefined);
+  assert.deepEqual(spec('9p'), []);
+  assert.equal(rootSeed(run, { ...(host as object), roHelper: undefined } as never, staged, 'virtiofs'), undefined);
+  assert.equal(rootSeed(run, { ...(host as object), root: { ...root, shadowLocked: true } } as never, staged, 'virtiofs'), undefined);
+  // root needs no sudoers; an installed kernel's own /boot files stay; a NUL cannot go in a word
+  const installed = { kernel: { release: '6.1.0-9-amd64', sysmap: '/boot/System.map-6.1.0-9-amd64' } } as never;
+  assert.deepEqual(rootSeed(installed, { ...(host as object), user: { name: 'root' } } as never, { initramfs: 'x' } as never, 'virtiofs'), [
+    '--file', '/etc/hosts', '644', '127.0.0.1 localhost\n127.0.1.1\tmkt\n', '--file', '/etc/hostname', '644', 'mkt\n',
+  ]);
+  assert.equal(rootSeed(run, { ...(host as object), root: { ...root, hosts: 'a\0b' } } as never, staged, 'virtiofs'), undefined);
 });
 
 test('filesystem choice: virtiofs where it can serve, else 9p with the reason; explicit virtiofs fails instead', () => {
