@@ -672,12 +672,7 @@ static void mount_modules(void)
 	/* from the host's root as exported: the new root's /tmp and /run are fresh tmpfs */
 	snprintf(from, sizeof from, "/lower%s", mods);
 	snprintf(path, sizeof path, NEW_ROOT "/lib/modules/%s", u.release);
-	/* the host made the mount point for the release it read from the tree; should the kernel say another, here */
-	if (mount(from, path, NULL, MS_BIND, NULL) == 0)
-		return;
-	if (errno == ENOENT && spec_get("seeded"))
-		mkdir_p(path, 0755);
-	do_mount(from, path, NULL, MS_BIND, NULL); /* again, or for the error */
+	do_mount(from, path, NULL, MS_BIND, NULL);
 }
 
 /*
@@ -1284,7 +1279,8 @@ int main(void)
 	STEP("mount_system");
 	show_paths();
 	STEP("show_paths");
-	mount_modules();
+	if (!spec_get("seeded")) /* else the host bound them there in the root already */
+		mount_modules();
 	STEP("mount_modules");
 	mount_dirs();
 	STEP("mount_dirs");

@@ -19,7 +19,8 @@
  *   --mkdir PATH              a directory (mode 0755)
  *   --file PATH MODE CONTENT  a file (MODE in octal)
  *   --link PATH TARGET        a symbolic link
- * PATH as the guest sees it; its parent directories are made as needed.
+ *   --bind SOURCE PATH        SOURCE, a directory of the view, mounted there too
+ * PATH and SOURCE as the guest sees them; its parent directories are made as needed.
  * They are written in a child chrooted into the view, so no symbolic link
  * in the host's tree leads outside it. mkt-init would otherwise write them
  * itself at each boot, a round trip to the daemon per step.
@@ -242,6 +243,14 @@ static int seed(const char *view, char **argv, int n)
 			} else if (strcmp(op, "--file") == 0) {
 				r = make_parents(path) < 0 || put_file(path, argv[i + 2], argv[i + 3]) < 0 ? -1 : 0;
 				i += 4;
+			} else if (strcmp(op, "--bind") == 0) {
+				/* SOURCE first, PATH second */
+				path = argv[i + 2];
+				r = make_parents(path) < 0 || clear(path, 1) < 0 || (mkdir(path, 0755) < 0 && errno != EEXIST) ||
+						    mount(argv[i + 1], path, NULL, MS_BIND, NULL) < 0
+					    ? -1
+					    : 0;
+				i += 3;
 			} else {
 				r = make_parents(path) < 0 || clear(path, 0) < 0 || symlink(argv[i + 2], path) < 0 ? -1 : 0;
 				i += 3;
@@ -265,7 +274,7 @@ static int entry_words(char **argv)
 {
 	if (strcmp(argv[0], "--mkdir") == 0)
 		return 2;
-	if (strcmp(argv[0], "--link") == 0)
+	if (strcmp(argv[0], "--link") == 0 || strcmp(argv[0], "--bind") == 0)
 		return 3;
 	if (strcmp(argv[0], "--file") == 0)
 		return 4;
@@ -283,7 +292,7 @@ int main(int argc, char **argv)
 	char **entries = argv + 1;
 	int nentries = 0;
 	for (int w; 1 + nentries < argc && (w = entry_words(argv + 1 + nentries)) > 0; nentries += w) {
-		if (1 + nentries + w > argc || argv[2 + nentries][0] != '/') {
+		if (1 + nentries + w > argc || argv[2 + nentries][0] != '/' || (strcmp(argv[1 + nentries], "--bind") == 0 && argv[3 + nentries][0] != '/')) {
 			fprintf(stderr, "mkt-ro: %s needs an absolute PATH and its values\n", argv[1 + nentries]);
 			return 2;
 		}
@@ -291,7 +300,7 @@ int main(int argc, char **argv)
 	argv += nentries;
 	argc -= nentries;
 	if (argc < 3 || strlen(size) > 32) {
-		fprintf(stderr, "usage: mkt-ro [--size=SIZE] [--mkdir PATH | --file PATH MODE CONTENT | --link PATH TARGET]... DIR PROGRAM [ARG...]\n");
+		fprintf(stderr, "usage: mkt-ro [--size=SIZE] [--mkdir PATH | --file PATH MODE CONTENT | --link PATH TARGET | --bind SOURCE PATH]... DIR PROGRAM [ARG...]\n");
 		return 2;
 	}
 	const char *dir = argv[1];

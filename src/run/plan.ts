@@ -70,7 +70,8 @@ export function rootSeed(run: ResolvedRun, host: HostFacts, staged: Staged, fs: 
   w.push('--file', `${etc}/hostname`, '644', `${GUEST_HOSTNAME}\n`);
   if (host.root.sudo && host.user.name !== 'root') w.push('--file', `${etc}/sudoers`, '440', sudoers(host.user.name));
   const release = run.kernel.release;
-  if (staged.modules) w.push('--mkdir', `${host.root.modules}/${release}`);
+  // the staged modules at /lib/modules/RELEASE, as the view shows them: what the guest writes there is thrown away too
+  if (staged.modules) w.push('--bind', staged.modules, `${host.root.modules}/${release}`);
   if (run.kernel.tree) {
     for (const [target, name] of [[run.kernel.sysmap, 'System.map'], [run.kernel.dotconfig, 'config']] as const) {
       if (target && target !== `/boot/${name}-${release}`) w.push('--link', `${host.root.boot}/${name}-${release}`, target);

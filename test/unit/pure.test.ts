@@ -485,7 +485,7 @@ test("the guest's own files are put into its root by the host only where the roo
     '--file', '/etc/hosts', '644', '127.0.0.1 localhost\n127.0.1.1\tmkt\n',
     '--file', '/etc/hostname', '644', 'mkt\n',
     '--file', '/etc/sudoers', '440', rootSeed(run, host, staged, 'virtiofs')![11]!,
-    '--mkdir', '/usr/lib/modules/6.1.9',
+    '--bind', '/c/lib/modules/6.1.9', '/usr/lib/modules/6.1.9',
     '--link', '/boot/System.map-6.1.9', '/k/System.map',
     '--link', '/boot/config-6.1.9', '/k/.config',
   ]);

@@ -138,18 +138,22 @@ test("the guest writes freely to its root, also on another of the host's filesys
 
 test("the guest's own files are the same whether the host put them into its root (virtiofs as root) or mkt-init wrote them (9p)", () => {
   const probe = 'stat -c "%a %U %n" /etc/hostname /etc/hosts; cat /etc/hostname; tail -n 1 /etc/hosts; readlink /boot/System.map-$(uname -r) /boot/config-$(uname -r); ' +
-    'grep -q "^127.0.0.1" /etc/hosts && echo has-host-lines; stat -c %F /lib/modules/$(uname -r); echo host >/etc/hostname && cat /etc/hostname';
+    'grep -q "^127.0.0.1" /etc/hosts && echo has-host-lines; stat -c %F /lib/modules/$(uname -r); echo host >/etc/hostname && cat /etc/hostname; ' +
+    // read-only over 9p, thrown away over virtiofs: either way the host's staged modules stay as they are
+    `test -s /lib/modules/$(uname -r)/modules.dep && { touch /lib/modules/$(uname -r)/mkt-probe-${process.pid} 2>/dev/null; echo modules; }`;
   const seen: string[] = [];
   for (const fs of asRoot ? ['9p', 'virtiofs'] : ['9p']) {
     const r = mkt(['run', '--kernel', K, '--fs', fs, '--exec', probe]);
     assert.equal(r.code, 0, r.stderr);
     seen.push(r.stdout.toString());
   }
-  assert.equal(seen[0], `644 root /etc/hostname\n644 root /etc/hosts\nmkt\n127.0.1.1\tmkt\n${K}/System.map\n${K}/.config\nhas-host-lines\ndirectory\nhost\n`);
+  assert.equal(seen[0], `644 root /etc/hostname\n644 root /etc/hosts\nmkt\n127.0.1.1\tmkt\n${K}/System.map\n${K}/.config\nhas-host-lines\ndirectory\nhost\nmodules\n`);
   if (seen.length > 1) assert.equal(seen[1], seen[0]);
   // nothing of it reached the host
   assert.notEqual(readFileSync('/etc/hostname', 'utf8'), 'host\n');
   assert.ok(!readFileSync('/etc/hosts', 'utf8').includes('127.0.1.1\tmkt'));
+  const staged = spawnSync('find', [join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME!, '.cache'), 'mkt', 'modules'), '-name', `mkt-probe-${process.pid}`], { encoding: 'utf8' });
+  assert.equal(staged.stdout, '', 'a file the guest made in its /lib/modules reached the staged modules on the host');
 });
 
 test('a virtiofsd that fails: auto boots over 9p and says why under --verbose; --fs virtiofs fails with its stderr', () => {
