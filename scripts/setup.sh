@@ -5,8 +5,9 @@
 #   scripts/setup.sh --run    only what `mkt run` needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runtime=(qemu-system-x86 kmod util-linux gcc make libc6-dev musl-tools)
-tests=(linux-image-amd64 linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils cpio tmux sudo)
+# xz-utils: to uncompress an installed (xz-compressed) kernel once for its PVH entry
+runtime=(qemu-system-x86 kmod util-linux gcc make libc6-dev musl-tools xz-utils)
+tests=(linux-image-amd64 linux-source-6.1 bc flex bison libelf-dev libssl-dev cpio tmux sudo)
 want=("${runtime[@]}")
 [[ ${1:-} == --run ]] || want+=("${tests[@]}")
 # a machine with no installed kernel gets Debian's, so there is something to boot
