@@ -20,7 +20,7 @@ export function runCommand(act: (code: number) => void, fast?: FastStart): Comma
   return new Command('run')
     .description("boot a kernel in a VM with the host's root (read-only, throw-away writes) and a shell or one command")
     .argument('[configs...]', 'names of config-file sections to apply over [defaults]')
-    .option('-k, --kernel <path>', 'compiled kernel tree (or make O= dir), bzImage, or installed release')
+    .option('-k, --kernel <path>', "compiled kernel tree (or make O= dir), its vmlinux or bzImage, a bzImage, or an installed release")
     .option('-d, --dir <path>', 'export a host directory at the same path, writable (repeatable)', collect, [] as string[])
     .option('--no-home', 'do not export your home directory')
     .option('-e, --exec <cmd>', 'run CMD with /bin/sh -c as you, then power off; its stdio and status are mkt\'s')

@@ -176,6 +176,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   if (flags.qemuArg.includes('')) throw new UsageError('--qemu-arg needs a value');
   const located = flags.kernel !== undefined ? locateKernel(flags.kernel, 'flag', cwd) : defaultKernel(section.kernel, cwd, from('kernel'));
   const kernel = flags.pvh === false ? withoutPvh(located, flags.kernel !== undefined ? `--kernel ${flags.kernel}` : `the kernel ${located.tree ?? located.image}`) : located;
+  if (kernel.pvhProblem) throw new UsageError(kernel.pvhProblem, 125);
 
   let accel: AccelChoice = 'auto';
   let accelSource = 'default';

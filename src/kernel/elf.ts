@@ -5,7 +5,7 @@
  * -kernel starts such a file through that entry, with no decompressor run
  * (include/xen/interface/elfnote.h, arch/x86/platform/pvh/head.S).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 const PT_NOTE = 4;
 const XEN_ELFNOTE_PHYS32_ENTRY = 18;
@@ -13,14 +13,14 @@ const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 const MAX_PHDRS = 64;
 const MAX_NOTES = 64 * 1024;
 
-/** What an ELF file says about booting it; reason when it is not a PVH kernel. */
-export type ElfKernel = { readonly pvh: true } | { readonly pvh: false; readonly reason: string };
+/** What an ELF file says about booting it; reason when it is not a PVH kernel, and whether that is because it is cut short. */
+export type ElfKernel = { readonly pvh: true } | { readonly pvh: false; readonly reason: string; readonly cut?: true };
 
 /** Reads LENGTH bytes at OFFSET (fewer at the file's end). */
 export type ReadAt = (offset: number, length: number) => Buffer;
 
-/** Look for the PVH entry note of an ELF file through READ. */
-export function elfKernel(read: ReadAt): ElfKernel {
+/** Look for the PVH entry note of an ELF file through READ; SIZE, the file's length, where known. */
+export function elfKernel(read: ReadAt, size?: number): ElfKernel {
   const h = read(0, 64);
   if (h.length < 64 || h.readUInt32BE(0) !== 0x7f454c46) return { pvh: false, reason: 'is not an ELF file' };
   // e_ident: class 2 (64-bit), data 1 (little-endian); e_machine 62 (x86-64)
@@ -30,6 +30,16 @@ export function elfKernel(read: ReadAt): ElfKernel {
   const phnum = Math.min(h.readUInt16LE(56), MAX_PHDRS);
   if (phentsize < 56 || phnum === 0) return { pvh: false, reason: 'has no program headers' };
   const ph = read(phoff, phentsize * phnum);
+  if (ph.length < phentsize * phnum) return { pvh: false, reason: 'is cut short (its program headers are missing)', cut: true };
+  // every segment's bytes must be in the file: an interrupted build or copy leaves it shorter
+  if (size !== undefined) {
+    let end = 0;
+    for (let i = 0; i < phnum; i++) {
+      const p = ph.subarray(i * phentsize);
+      end = Math.max(end, Number(p.readBigUInt64LE(8)) + Number(p.readBigUInt64LE(32)));
+    }
+    if (size < end) return { pvh: false, reason: `is cut short: its segments end at byte ${end}, the file has ${size} (an interrupted build or copy?)`, cut: true };
+  }
   for (let i = 0; (i + 1) * phentsize <= ph.length; i++) {
     const p = ph.subarray(i * phentsize);
     if (p.readUInt32LE(0) !== PT_NOTE) continue;
@@ -64,7 +74,9 @@ export function elfKernelFile(path: string): ElfKernel | undefined {
       const buf = Buffer.alloc(length);
       const n = readSync(fd, buf, 0, length, offset);
       return buf.subarray(0, n);
-    });
+    }, fstatSync(fd).size);
+  } catch {
+    return undefined; // a read error (EIO, a directory)
   } finally {
     closeSync(fd);
   }

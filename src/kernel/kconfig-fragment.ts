@@ -27,7 +27,7 @@ export const KCONFIG_FRAGMENT: readonly KconfigEntry[] = [
   e('HYPERVISOR_GUEST', 'y', false, 'makes the guest options below selectable'),
   e('PARAVIRT', 'y', false, 'paravirtual interfaces for KVM guests'),
   e('KVM_GUEST', 'y', false, 'kvmclock and other KVM paravirt features: faster, steadier guests under KVM'),
-  e('PVH', 'y', false, 'qemu can start the uncompressed vmlinux directly (PVH entry point)'),
+  e('PVH', 'y', false, "mkt starts the kernel at its PVH entry, uncompressed: no decompressor at each boot (under TCG about half a small kernel's boot)"),
   e('TTY', 'y', true, 'consoles at all'),
   e('PRINTK', 'y', false, 'kernel messages (boot log, oops and panic reports) at all'),
   e('VIRTIO_CONSOLE', 'y', true, 'hvc0 shell and the --exec stdio/control ports'),

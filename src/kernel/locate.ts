@@ -15,6 +15,10 @@ export interface KernelInfo {
    * --no-pvh.
    */
   readonly pvh?: string;
+  /** Why the tree's vmlinux cannot be used though it is there (cut short, unreadable): an error unless --no-pvh. */
+  readonly pvhProblem?: string;
+  /** The tree's vmlinux is whole but has no PVH entry (built without CONFIG_PVH). */
+  readonly vmlinuxWithoutPvh?: boolean;
   readonly release: string;
   /** The compiled tree (or make O= build directory) the image came from. */
   readonly tree?: string;
@@ -38,11 +42,11 @@ export function bootImage(k: KernelInfo): string {
 
 /** K without the direct start of its vmlinux (--no-pvh); SHOWN names the kernel for the error when it has nothing else. */
 export function withoutPvh(k: KernelInfo, shown: string): KernelInfo {
-  if (k.pvh === undefined) return k;
-  if (k.image === k.pvh) {
+  if (k.pvh === undefined && k.pvhProblem === undefined) return k;
+  if (k.pvh !== undefined && k.image === k.pvh) {
     throw new UsageError(`${shown}: --no-pvh boots the bzImage, and ${k.tree ?? 'the tree'} has none (no ${TREE_IMAGE}): run 'make -j$(nproc) bzImage' there, or leave out --no-pvh`, 125);
   }
-  const { pvh: _, ...rest } = k;
+  const { pvh: _, pvhProblem: _p, ...rest } = k;
   return rest;
 }
 
@@ -73,7 +77,7 @@ export function bzImageRelease(path: string, shown: string): string {
   const info = parseBzImage(readHead(path, shown), statSync(path).size);
   if (isNotBzImage(info)) {
     const hint = basename(path).startsWith('vmlinux')
-      ? `pass ${TREE_IMAGE} (or the tree itself) instead`
+      ? `pass the tree it was built in, or that tree's ${TREE_IMAGE}`
       : 'pass a compiled kernel tree, a bzImage or an installed release';
     throw new UsageError(`${shown}: ${info.reason}: ${hint}`, 125);
   }
@@ -82,28 +86,34 @@ export function bzImageRelease(path: string, shown: string): string {
 }
 
 /**
- * A compiled tree's kernel. PICK: what the user named, the tree (either
- * image: the vmlinux where it can be started directly) or one of its two
- * images (that one).
+ * A compiled tree's kernel. PICK: what the user named, the tree or its
+ * bzImage (the vmlinux where it can be started directly, else the
+ * bzImage), or its vmlinux (that, or an error saying why not).
  */
-function fromTree(tree: string, shown: string, how: KernelInfo['how'], pick: 'tree' | 'bzImage' | 'vmlinux' = 'tree'): KernelInfo {
+function fromTree(tree: string, shown: string, how: KernelInfo['how'], pick: 'tree' | 'vmlinux' = 'tree'): KernelInfo {
   const bz = join(tree, TREE_IMAGE);
   const vmlinux = join(tree, TREE_VMLINUX);
   const relFile = join(tree, 'include/config/kernel.release');
   let pvh: string | undefined;
-  if (pick !== 'bzImage' && existsSync(vmlinux)) {
+  let pvhProblem: string | undefined;
+  let vmlinuxWithoutPvh = false;
+  if (existsSync(vmlinux)) {
     const elf = elfKernelFile(vmlinux);
     if (elf?.pvh) pvh = vmlinux;
     else if (pick === 'vmlinux') {
       throw new UsageError(
-        `${shown}: ${elf ? elf.reason : 'cannot be read'}, so qemu cannot start it directly: pass ${TREE_IMAGE} (or the tree itself)${elf ? ", or set CONFIG_PVH=y ('mkt kconfig' adds it)" : ''}`,
+        elf && !elf.cut
+          ? `${shown}: ${elf.reason}, so qemu cannot start it directly: pass the tree or its ${TREE_IMAGE}, or set CONFIG_PVH=y ('mkt kconfig' adds it)`
+          : `${shown}: ${elf ? elf.reason : 'cannot be read'}: run 'make -j$(nproc)' in ${tree} again`,
         125,
       );
-    }
+    } else if (elf && !elf.cut) vmlinuxWithoutPvh = true;
+    else pvhProblem = `${vmlinux} ${elf ? elf.reason : 'cannot be read'}: run 'make -j$(nproc)' there again (a build still running?), or pass --no-pvh to boot its bzImage`;
   }
-  if (!existsSync(bz) && !(pvh && pick !== 'bzImage')) {
+  if (!existsSync(bz) && !pvh) {
+    if (pvhProblem) throw new UsageError(`${shown}: ${pvhProblem.replace(/, or pass --no-pvh.*/, '')}`, 125);
     throw new UsageError(
-      `${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}${pvh === undefined && existsSync(vmlinux) ? ', and its vmlinux has no PVH entry point to start it by' : ''}): run 'make -j$(nproc)' there first`,
+      `${shown}: ${tree} is a kernel tree that was not built (no ${TREE_IMAGE}${vmlinuxWithoutPvh ? ', and its vmlinux has no PVH entry point to start it by' : ''}): run 'make -j$(nproc)' there first`,
       125,
     );
   }
@@ -115,7 +125,17 @@ function fromTree(tree: string, shown: string, how: KernelInfo['how'], pick: 'tr
   }
   const release = existsSync(relFile) ? readFileSync(relFile, 'utf8').trim() : headerRelease!;
   const opt = (p: string): string | undefined => (existsSync(join(tree, p)) ? join(tree, p) : undefined);
-  return { image, ...(pvh ? { pvh } : {}), release, tree, dotconfig: opt('.config'), sysmap: opt('System.map'), how };
+  return {
+    image,
+    ...(pvh ? { pvh } : {}),
+    ...(pvhProblem ? { pvhProblem } : {}),
+    ...(vmlinuxWithoutPvh ? { vmlinuxWithoutPvh } : {}),
+    release,
+    tree,
+    dotconfig: opt('.config'),
+    sysmap: opt('System.map'),
+    how,
+  };
 }
 
 function installed(release: string, how: KernelInfo['how']): KernelInfo {
@@ -158,7 +178,7 @@ export function locateKernel(value: string, how: KernelInfo['how'] = 'flag', cwd
       );
     }
     // a bzImage or vmlinux inside its own tree: the tree's, for its modules and .config
-    for (const [name, pick] of [[TREE_IMAGE, 'bzImage'], [TREE_VMLINUX, 'vmlinux']] as const) {
+    for (const [name, pick] of [[TREE_IMAGE, 'tree'], [TREE_VMLINUX, 'vmlinux']] as const) {
       if (!real.endsWith(`/${name}`)) continue;
       const tree = real.slice(0, -name.length - 1);
       if (existsSync(join(tree, 'include/config/kernel.release'))) return fromTree(tree, shown, how, pick);

@@ -10,7 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { elfKernelFile } from './elf.js';
 
@@ -60,18 +60,28 @@ export function findPayload(b: Buffer): Payload | { reason: string } {
   return { offset, length: format === 'gzip' ? whole : whole - 4, size: b.readUInt32LE(offset + whole - 4), format };
 }
 
-/** What became of the attempt: the ELF file to boot, or why the bzImage is booted as it is. */
-export type PvhImage = { readonly path: string; readonly fresh: boolean } | { readonly reason: string };
+/**
+ * What became of the attempt: the ELF file to boot; or why the bzImage is
+ * booted as it is; or, damaged, why it must not be booted at all (its
+ * compressed kernel is corrupt: the decompressor in the guest would halt
+ * with nothing on the console).
+ */
+export type PvhImage = { readonly path: string; readonly fresh: boolean } | { readonly reason: string } | { readonly damaged: string };
 
 /** How many uncompressed kernels the cache keeps (some 10 to 70 MB each), the most recently used. */
 const KEEP = 4;
+/** A bzImage bigger than this is no kernel to read whole (Debian's is 8 MB). */
+const MAX_IMAGE = 512 << 20;
+/** A decompressor's complaint about the machine rather than the data: worth another try next time. */
+const TRANSIENT = /no space left|quota|input\/output error|cannot allocate|out of memory|read-only file system|killed/i;
 
 /**
  * The bzImage IMAGE's kernel as an ELF file with a PVH entry, from the
- * cache under CACHE_DIR or made now with the decompressor FIND locates; a
- * kernel that has none, or cannot be taken out, is remembered as such so
- * it costs nothing the next time. The key covers the image's path, size,
- * mtime and inode.
+ * cache under CACHE_DIR or made now with the decompressor FIND locates. A
+ * lasting answer (the kernel has no PVH entry, the file is no bzImage) is
+ * remembered, so it costs nothing the next time; one that may change (no
+ * decompressor, a full disk, a signal) is not. The key covers the image's
+ * path, size, mtime and inode.
  */
 export function pvhImage(image: string, cacheDir: string, find: (tool: string) => string | undefined): PvhImage {
   const st = statSync(image);
@@ -80,65 +90,132 @@ export function pvhImage(image: string, cacheDir: string, find: (tool: string) =
   const out = join(dir, `${key}.elf`);
   const no = join(dir, `${key}.no`);
   const touch = (p: string): void => {
-    const now = new Date();
-    utimesSync(p, now, now);
+    try {
+      const now = new Date();
+      utimesSync(p, now, now);
+    } catch {
+      // the use is not recorded: pruning may take it sooner
+    }
   };
-  try {
-    if (statSync(out).size > 0 && elfKernelFile(out)?.pvh) {
+  sweep(dir);
+  if (existsSync(out)) {
+    if (elfKernelFile(out)?.pvh) {
       touch(out);
       return { path: out, fresh: false };
     }
-  } catch {
-    // not made yet
+    rmSync(out, { force: true }); // damaged since (cut short): made again below
   }
-  if (existsSync(no)) {
+  try {
+    const reason = readFileSync(no, 'utf8').trim();
     touch(no);
-    return { reason: readFileSync(no, 'utf8').trim() };
+    return { reason };
+  } catch {
+    // not asked before
   }
-  const refuse = (reason: string, remember = true): PvhImage => {
-    if (remember) {
+  const remember = (reason: string): PvhImage => {
+    try {
       mkdirSync(dir, { recursive: true });
       writeFileSync(no, `${reason}\n`);
       prune(dir);
+    } catch {
+      // asked again next time
     }
     return { reason };
   };
+  if (st.size > MAX_IMAGE) return remember(`it is ${st.size} bytes, too big for a kernel image`);
   const bytes = readFileSync(image);
   const p = findPayload(bytes);
-  if ('reason' in p) return refuse(p.reason);
+  if ('reason' in p) {
+    // every format Linux compresses its x86 kernel with is known: another start is damage
+    return /no compression format/.test(p.reason) ? { damaged: 'its compressed kernel starts as no format Linux uses' } : remember(p.reason);
+  }
   const [tool, ...args] = DECOMPRESS[p.format];
   const exe = find(tool!);
-  // not remembered: installing the tool helps
-  if (!exe) return refuse(`its kernel is ${p.format}-compressed and ${tool} is not installed`, false);
-  mkdirSync(dir, { recursive: true });
+  if (!exe) return { reason: `its kernel is ${p.format}-compressed and ${tool} is not installed` };
   const tmp = `${out}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o644);
+  let fd: number;
+  try {
+    mkdirSync(dir, { recursive: true });
+    fd = openSync(tmp, 'w', 0o644);
+  } catch (err) {
+    return { reason: `cannot write to ${dir}: ${(err as Error).message}` };
+  }
   let r;
   try {
     r = spawnSync(exe, args, { input: bytes.subarray(p.offset, p.offset + p.length), stdio: ['pipe', fd, 'pipe'] });
+    if (r.status === 0) fsyncSync(fd); // whole on disk before it is renamed into place
+  } catch (err) {
+    r = { status: null, signal: null, error: err as Error, stderr: '' };
   } finally {
     closeSync(fd);
   }
   const size = statSync(tmp).size;
-  if (r.error || r.status !== 0 || size !== p.size) {
+  const said = String(r.stderr ?? '').trim().split('\n')[0] ?? '';
+  const failed = (why: string): PvhImage => {
     rmSync(tmp, { force: true });
-    const why = r.error?.message ?? (r.status !== 0 ? String(r.stderr).trim().split('\n')[0] : `${size} bytes, not the ${p.size} its build recorded`);
-    return refuse(`${tool} could not uncompress its kernel: ${why}`);
+    return { reason: `${tool} could not uncompress its kernel: ${why}` };
+  };
+  if (r.signal) return failed(`${tool} was killed (${r.signal})`);
+  if (r.status === null) return failed(r.error?.message ?? 'it did not run');
+  if (r.status !== 0) {
+    if (TRANSIENT.test(said) || !said) return failed(said || `${tool} exited with status ${r.status}`);
+    rmSync(tmp, { force: true });
+    return { damaged: `its compressed kernel is damaged (${tool}: ${said.replace(/^[^:]*: \(stdin\): /, '')})` };
+  }
+  if (size !== p.size) {
+    rmSync(tmp, { force: true });
+    return remember(`it uncompresses to ${size} bytes, not the ${p.size} its build recorded`);
   }
   const elf = elfKernelFile(tmp);
   if (!elf?.pvh) {
     rmSync(tmp, { force: true });
-    return refuse(`its kernel ${elf ? elf.reason : 'cannot be read'}`);
+    return elf && !elf.cut ? remember(`its kernel ${elf.reason}`) : failed(`the result ${elf ? elf.reason : 'cannot be read'}`);
   }
-  renameSync(tmp, out);
+  try {
+    renameSync(tmp, out);
+  } catch (err) {
+    return failed((err as Error).message);
+  }
   prune(dir);
   return { path: out, fresh: true };
 }
 
-/** Keep the KEEP most recently used kernels (and as many notes of kernels without one); drop leftovers of runs that died. */
-export function prune(dir: string, keep = KEEP, now = Date.now()): void {
+/** Remove what runs that died left: temporary files of processes that are gone, or over an hour old. */
+function sweep(dir: string, now = Date.now()): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /\.tmp-(\d+)$/.exec(name);
+    if (!m) continue;
+    const path = join(dir, name);
+    let gone = false;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      gone = (err as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+    try {
+      if (gone || now - statSync(path).mtimeMs > 3600_000) rmSync(path, { force: true });
+    } catch {
+      // removed by a run beside this one
+    }
+  }
+}
+
+/** Keep the KEEP most recently used kernels (and as many notes of kernels without one). */
+export function prune(dir: string, keep = KEEP): void {
   const kinds: Record<string, { path: string; used: number }[]> = { elf: [], no: [] };
-  for (const name of readdirSync(dir)) {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
     const path = join(dir, name);
     let used: number;
     try {
@@ -148,11 +225,16 @@ export function prune(dir: string, keep = KEEP, now = Date.now()): void {
     }
     const m = /\.(elf|no)$/.exec(name);
     if (m) kinds[m[1]!]!.push({ path, used });
-    else if (/\.tmp-\d+$/.test(name) && now - used > 3600_000) rmSync(path, { force: true });
   }
   for (const list of Object.values(kinds)) {
     list.sort((a, b) => b.used - a.used);
-    for (const old of list.slice(keep)) rmSync(old.path, { force: true });
+    for (const old of list.slice(keep)) {
+      try {
+        rmSync(old.path, { force: true });
+      } catch {
+        // not ours to remove
+      }
+    }
   }
 }
 

@@ -4,7 +4,7 @@ import { accessSync, constants as fsConstants, existsSync, lstatSync, mkdirSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
-import { ToolError } from '../errors.js';
+import { ToolError, UsageError } from '../errors.js';
 import { findExecutable, findQboot, type HostFacts, SYSTEM_DIRS, xdgBase } from '../host/facts.js';
 import { readVerdict, verdictPath, writeVerdict } from '../host/kvm-verdict.js';
 import { checkBootNeeds, virtiofsSupport } from '../kernel/features.js';
@@ -99,14 +99,17 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
  */
 function kernelFile(run: ResolvedRun, host: HostFacts): { kernel?: string; kernelWhy: string } {
   const k = run.kernel;
-  const skip = ' (no decompressor in the guest; --no-pvh boots the bzImage)';
-  if (k.pvh) return { kernelWhy: `kernel: ${k.pvh}, started at its PVH entry${skip}` };
+  const skip = ': qemu starts it at its PVH entry, no decompressor runs in the guest (--no-pvh boots the bzImage)';
+  if (k.pvh) return { kernelWhy: `kernel: ${k.pvh}${skip}` };
   if (!run.pvh) return { kernelWhy: `kernel: ${k.image} (--no-pvh)` };
   // a tree's own vmlinux has no PVH entry (locateKernel looked): its bzImage's kernel has none either
-  if (k.tree && existsSync(join(k.tree, 'vmlinux'))) return { kernelWhy: `kernel: ${k.image} (the tree's vmlinux has no PVH entry: CONFIG_PVH=y, which 'mkt kconfig' adds, boots faster)` };
+  if (k.vmlinuxWithoutPvh) return { kernelWhy: `kernel: ${k.image} (the tree's vmlinux has no PVH entry: CONFIG_PVH=y, which 'mkt kconfig' adds, boots faster)` };
   const r = pvhImage(k.image, host.cacheDir, (tool) => findExecutable(tool, host.env.PATH, SYSTEM_DIRS));
-  if ('reason' in r) return { kernelWhy: `kernel: ${k.image}, decompressed by itself: ${r.reason}` };
-  return { kernel: r.path, kernelWhy: `kernel: ${k.image}, ${r.fresh ? 'uncompressed now' : 'uncompressed earlier'} into ${r.path} and started at its PVH entry${skip}` };
+  if ('damaged' in r) {
+    throw new UsageError(`kernel ${k.image}: ${r.damaged}: copy or build it again (the guest's decompressor would halt; --no-pvh boots it anyway)`, 125);
+  }
+  if ('reason' in r) return { kernelWhy: `kernel: ${k.image}, with its own decompressor: ${r.reason}` };
+  return { kernel: r.path, kernelWhy: `kernel: ${k.image}, uncompressed ${r.fresh ? 'now' : 'earlier'} into ${r.path}${skip}` };
 }
 
 /** Where the guest's PATH search for the --exec command's program ends (guestProgram), when it is a plain command. */
@@ -276,7 +279,7 @@ function recordPlan(host: HostFacts, run: ResolvedRun, staged: Staged, plan: Run
 /** Run it; returns the exit status for the CLI. FAST: what bin/mkt's launcher started from the last run's plan. */
 export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Reporter, fast?: FastStart): Promise<number> {
   if (run.kernel.how === 'newest-installed' || run.kernel.how === 'cwd') {
-    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the tree in the current directory' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.tree ?? run.kernel.image}); pass --kernel to choose another`);
+    reporter.warn(`booting ${run.kernel.how === 'cwd' ? 'the kernel tree you are in' : 'the newest installed kernel'}, ${run.kernel.release} (${run.kernel.tree ?? run.kernel.image}); pass --kernel to choose another`);
   }
   let staged = stage(run, host);
   reporter.info(staged.kernelWhy);

@@ -195,9 +195,12 @@ test('a vmlinux is started directly only with its PVH entry note', () => {
   assert.ok(!elfKernel(at(fakeElf([['Xen', 18, 8]], { cls: 1 }))).pvh);
   const notElf = elfKernel(at(Buffer.from('not a kernel at all, just some text that is long enough to be read as a header\n')));
   assert.ok(!notElf.pvh && /not an ELF file/.test(notElf.reason));
-  // cut short: a note whose sizes run past the segment ends the search
+  // cut short: a note whose sizes run past the segment ends the search; with the file's size, said so
   const cut = fakeElf([['Xen', 18, 8]]);
   assert.ok(!elfKernel(at(cut.subarray(0, cut.length - 4))).pvh);
+  const short = elfKernel(at(cut.subarray(0, cut.length - 4)), cut.length - 4);
+  assert.ok(!short.pvh && short.cut && /is cut short: its segments end at byte \d+, the file has \d+/.test(short.reason));
+  assert.deepEqual(elfKernel(at(cut), cut.length), { pvh: true });
 });
 
 /** A bzImage-shaped file whose payload is PAYLOAD (the bytes as they follow the setup sectors' end). */
@@ -244,18 +247,35 @@ test("a bzImage's kernel is uncompressed once into the cache when it has a PVH e
     const again2 = pvhImage(plain, join(d, 'cache'), (t) => (asked++, find(t)));
     assert.ok('reason' in again2 && asked === 0);
 
-    // xz where xz is missing: refused, not remembered; a damaged payload: refused; no payload format: refused
+    // xz where xz is missing: booted as it is, and asked again next time
     const xz = join(d, 'xz');
     writeFileSync(xz, fakeBzWithPayload(Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(40), Buffer.from([1, 0, 0, 0])])));
     const noTool = pvhImage(xz, join(d, 'cache'), () => undefined);
     assert.ok('reason' in noTool && /xz-compressed and xz is not installed/.test(noTool.reason));
+    // damaged data, or a start in no format Linux uses: damaged, in the decompressor's words (not remembered: refused each time)
     const bad = pvhImage(xz, join(d, 'cache'), find);
-    assert.ok('reason' in bad && /xz could not uncompress its kernel/.test(bad.reason), JSON.stringify(bad));
+    assert.ok('damaged' in bad && /its compressed kernel is damaged \(xz: /.test(bad.damaged), JSON.stringify(bad));
+    assert.ok('damaged' in pvhImage(xz, join(d, 'cache'), find));
     const junk = join(d, 'junk');
     writeFileSync(junk, fakeBzWithPayload(Buffer.from('not compressed at all, plain text')));
     const j = pvhImage(junk, join(d, 'cache'), find);
-    assert.ok('reason' in j && /no compression format mkt knows/.test(j.reason));
+    assert.ok('damaged' in j && /no format Linux uses/.test(j.damaged));
+    // a decompressor that dies (a signal, a full disk): booted as it is, asked again next time, nothing left behind
+    const dies = pvhImage(img, join(d, 'cache2'), () => '/bin/false');
+    assert.ok('reason' in dies && /gzip could not uncompress its kernel: gzip exited with status 1/.test(dies.reason), JSON.stringify(dies));
+    const again3 = pvhImage(img, join(d, 'cache2'), find);
+    assert.ok('path' in again3 && again3.fresh);
+    // a cached kernel cut short since is made again; a temporary file of a process that is gone is swept
+    writeFileSync(again3.path, readFileSync(again3.path).subarray(0, 100));
+    writeFileSync(join(d, 'cache2', 'pvh', 'x.elf.tmp-999999999'), 'left by a run that died');
+    const remade = pvhImage(img, join(d, 'cache2'), find);
+    assert.ok('path' in remade && remade.fresh && readFileSync(remade.path).equals(elf2));
     assert.deepEqual(readdirSync(join(d, 'cache', 'pvh')).filter((n) => n.includes('.tmp-')), []);
+    assert.deepEqual(readdirSync(join(d, 'cache2', 'pvh')).filter((n) => n.includes('.tmp-')), []);
+    // a cache that cannot be written: booted as it is, with the reason
+    writeFileSync(join(d, 'cache3'), 'a file where the cache directory should be');
+    const nowhere = pvhImage(img, join(d, 'cache3'), find);
+    assert.ok('reason' in nowhere && /cannot write to .*cache3\/pvh/.test(nowhere.reason), JSON.stringify(nowhere));
   } finally {
     rmSync(d, { recursive: true, force: true });
   }

@@ -23,7 +23,7 @@ test("the distro kernel starts at its PVH entry, uncompressed once on the host; 
   const dry = mkt(['run', '--kernel', D, '--dry-run', '--verbose', '--exec', 'true']);
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout.toString(), /-kernel \S+\/mkt\/pvh\/[0-9a-f]{24}\.elf /);
-  assert.match(dry.stderr, /mkt: kernel: \/boot\/vmlinuz-\S+, uncompressed (now|earlier) into \S+ and started at its PVH entry/);
+  assert.match(dry.stderr, /mkt: kernel: \/boot\/vmlinuz-\S+, uncompressed (now|earlier) into \S+: qemu starts it at its PVH entry/);
   const bz = mkt(['run', '--kernel', D, '--no-pvh', '--exec', 'uname -rv']);
   assert.equal(bz.code, 0, bz.stderr);
   const pvh = mkt(['run', '--kernel', D, '--exec', 'uname -rv']);

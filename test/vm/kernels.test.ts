@@ -25,19 +25,35 @@ function treeCopy(name: string, edit: (config: string) => string): string {
 test('refused with a one-line error naming the path: missing, vmlinux, unbuilt tree, not a kernel, plain directory', () => {
   const cases: [string, RegExp][] = [
     [join(work, 'no-such-tree'), /--kernel .*no-such-tree: no such file, directory or installed kernel release.*pass a compiled kernel tree/],
-    [join(K, 'arch/x86/boot/vmlinux.bin'), /vmlinux\.bin: .*pass arch\/x86\/boot\/bzImage/],
+    [join(K, 'arch/x86/boot/vmlinux.bin'), /vmlinux\.bin: .*pass the tree it was built in, or that tree's arch\/x86\/boot\/bzImage/],
   ];
   // a vmlinux away from its tree, and one built without CONFIG_PVH (here any x86-64 program) in its tree
   const lone = join(work, 'vmlinux');
   copyFileSync(join(K, 'vmlinux'), lone);
-  cases.push([lone, /vmlinux: is an ELF file \(vmlinux\?\), not a bootable bzImage: pass arch\/x86\/boot\/bzImage \(or the tree itself\) instead/]);
+  cases.push([lone, /vmlinux: is an ELF file \(vmlinux\?\), not a bootable bzImage: pass the tree it was built in, or that tree's arch\/x86\/boot\/bzImage/]);
   const nopvh = treeCopy('no-pvh', (c) => c.replace(/^CONFIG_PVH=y$/m, '# CONFIG_PVH is not set'));
   copyFileSync('/bin/true', join(nopvh, 'vmlinux'));
-  cases.push([join(nopvh, 'vmlinux'), /no-pvh\/vmlinux: has no PVH entry point \(built without CONFIG_PVH\), so qemu cannot start it directly: pass arch\/x86\/boot\/bzImage \(or the tree itself\), or set CONFIG_PVH=y/]);
+  cases.push([join(nopvh, 'vmlinux'), /no-pvh\/vmlinux: has no PVH entry point \(built without CONFIG_PVH\), so qemu cannot start it directly: pass the tree or its arch\/x86\/boot\/bzImage, or set CONFIG_PVH=y/]);
   const noBz = treeCopy('vmlinux-only', (c) => c);
   rmSync(join(noBz, 'arch/x86/boot/bzImage'));
   copyFileSync(join(K, 'vmlinux'), join(noBz, 'vmlinux'));
   cases.push(['--no-pvh', /--no-pvh boots the bzImage, and .*vmlinux-only has none \(no arch\/x86\/boot\/bzImage\): run 'make -j\$\(nproc\) bzImage' there, or leave out --no-pvh/]);
+  // a bzImage whose compressed kernel is damaged: refused before boot (the guest's decompressor would halt, saying nothing)
+  const distro = readFileSync(distroKernel());
+  const payload = ((distro[0x1f1] || 4) + 1) * 512 + distro.readUInt32LE(0x248);
+  const flipped = Buffer.from(distro);
+  for (let i = 0; i < 64; i++) flipped[payload + (distro.readUInt32LE(0x24c) >> 1) + i]! ^= 0xff;
+  writeFileSync(join(work, 'flipped, copy'), flipped);
+  cases.push([join(work, 'flipped, copy'), /kernel .*flipped, copy: its compressed kernel is damaged \(xz: .*\): copy or build it again \(the guest's decompressor would halt; --no-pvh boots it anyway\)/]);
+  const unknown = Buffer.from(distro);
+  unknown.fill(0x33, payload, payload + 8);
+  writeFileSync(join(work, 'unknown'), unknown);
+  cases.push([join(work, 'unknown'), /unknown: its compressed kernel starts as no format Linux uses: copy or build it again/]);
+  // a vmlinux cut short (a build still running): refused, named; --no-pvh boots the bzImage
+  const cut = treeCopy('cut-vmlinux', (c) => c);
+  writeFileSync(join(cut, 'vmlinux'), readFileSync(join(K, 'vmlinux')).subarray(0, 4 << 20));
+  cases.push([cut, /cut-vmlinux\/vmlinux is cut short: its segments end at byte \d+, the file has 4194304 \(an interrupted build or copy\?\): run 'make -j\$\(nproc\)' there again \(a build still running\?\), or pass --no-pvh to boot its bzImage/]);
+  cases.push([join(cut, 'vmlinux'), /vmlinux: is cut short: .*: run 'make -j\$\(nproc\)' in .*cut-vmlinux again/]);
   const unbuilt = join(work, 'unbuilt');
   mkdirSync(unbuilt);
   writeFileSync(join(unbuilt, 'Makefile'), '');
@@ -86,7 +102,10 @@ test('the tree, its vmlinux, its bzImage, an installed release name and /boot/vm
   assert.equal(image(['--kernel', K]), join(K, 'vmlinux'));
   assert.equal(image(['--kernel', K, '--no-pvh']), join(K, 'arch/x86/boot/bzImage'));
   assert.equal(image(['--kernel', join(K, 'vmlinux')]), join(K, 'vmlinux'));
-  assert.equal(image(['--kernel', join(K, 'arch/x86/boot/bzImage')]), join(K, 'arch/x86/boot/bzImage'));
+  // its bzImage named: the same kernel, so the same entry (--no-pvh for the bzImage itself)
+  assert.equal(image(['--kernel', join(K, 'arch/x86/boot/bzImage')]), join(K, 'vmlinux'));
+  assert.equal(image(['--kernel', join(K, 'arch/x86/boot/bzImage'), '--no-pvh']), join(K, 'arch/x86/boot/bzImage'));
+  assert.equal(image(['--kernel', join(work, 'cut-vmlinux'), '--no-pvh']), join(work, 'cut-vmlinux', 'arch/x86/boot/bzImage'));
   // a tree without PVH in its vmlinux boots its bzImage; one with only a vmlinux boots that
   const nopvh = treeCopy('no-pvh-accepted', (c) => c);
   copyFileSync('/bin/true', join(nopvh, 'vmlinux'));
@@ -113,7 +132,7 @@ test('without --kernel: the config file, then a built tree in the current direct
   assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'vmlinux')}`));
   r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: K });
   assert.ok(r.stdout.toString().includes(`-kernel ${join(K, 'vmlinux')}`));
-  assert.match(r.stderr, /booting the tree in the current directory/);
+  assert.match(r.stderr, /booting the kernel tree you are in/);
   r = mkt(['run', '--dry-run'], { env: { XDG_CONFIG_HOME: join(work, 'none') }, cwd: work });
   assert.match(r.stdout.toString(), /-kernel \S+\/mkt\/pvh\/[0-9a-f]{24}\.elf /);
   assert.ok(r.stderr.includes(`(${distroKernel()})`), r.stderr);
