@@ -180,15 +180,18 @@ export function pvhImage(image: string, cacheDir: string, find: (tool: string) =
   return { path: out, fresh: true };
 }
 
+/** The names in DIR; none when it cannot be read (not made yet, say). */
+function names(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
 /** Remove what runs that died left: temporary files of processes that are gone, or over an hour old. */
 function sweep(dir: string, now = Date.now()): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  for (const name of names(dir)) {
     const m = /\.tmp-(\d+)$/.exec(name);
     if (!m) continue;
     const path = join(dir, name);
@@ -209,13 +212,7 @@ function sweep(dir: string, now = Date.now()): void {
 /** Keep the KEEP most recently used kernels (and as many notes of kernels without one). */
 export function prune(dir: string, keep = KEEP): void {
   const kinds: Record<string, { path: string; used: number }[]> = { elf: [], no: [] };
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  for (const name of names(dir)) {
     const path = join(dir, name);
     let used: number;
     try {
