@@ -79,13 +79,15 @@ export interface SlowOption {
   readonly option: string;
   readonly value: string;
   readonly why: string;
+  /** Only without CONFIG_PVH: with it mkt starts the kernel uncompressed, and the compression never runs at boot. */
+  readonly withoutPvh?: true;
 }
 
 /** Options `mkt kconfig` mentions when the resulting .config has them (it changes none of them). */
 export const SLOW_BOOT_OPTIONS: readonly SlowOption[] = [
-  { option: 'KERNEL_XZ', value: 'y', why: 'xz is the slowest to decompress at every boot; CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
-  { option: 'KERNEL_LZMA', value: 'y', why: 'lzma decompresses slowly at every boot; CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
-  { option: 'KERNEL_BZIP2', value: 'y', why: 'bzip2 decompresses slowly at every boot; CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
+  { option: 'KERNEL_XZ', value: 'y', withoutPvh: true, why: 'xz is the slowest to decompress at every boot without CONFIG_PVH (with it mkt starts the kernel uncompressed); CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
+  { option: 'KERNEL_LZMA', value: 'y', withoutPvh: true, why: 'lzma decompresses slowly at every boot without CONFIG_PVH (with it mkt starts the kernel uncompressed); CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
+  { option: 'KERNEL_BZIP2', value: 'y', withoutPvh: true, why: 'bzip2 decompresses slowly at every boot without CONFIG_PVH (with it mkt starts the kernel uncompressed); CONFIG_KERNEL_LZ4 (or GZIP) boots faster' },
   { option: 'CRYPTO_MANAGER_DISABLE_TESTS', value: 'n', why: 'the crypto self-tests run at every boot; CONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y skips them' },
   { option: 'KASAN', value: 'y', why: 'KASAN slows everything several times over (keep it if you are hunting memory bugs)' },
   { option: 'DEBUG_PAGEALLOC_ENABLE_DEFAULT', value: 'y', why: 'page-allocation debugging is on by default: boots and runs slower' },
@@ -98,5 +100,6 @@ export const SLOW_BOOT_OPTIONS: readonly SlowOption[] = [
 
 /** The slow options a parsed .config has. */
 export function slowOptions(config: ReadonlyMap<string, string>): SlowOption[] {
-  return SLOW_BOOT_OPTIONS.filter((s) => (s.value === 'n' ? config.has(s.option) && config.get(s.option) === 'n' : config.get(s.option) === s.value));
+  const pvh = config.get('PVH') === 'y';
+  return SLOW_BOOT_OPTIONS.filter((s) => !(s.withoutPvh && pvh) && (s.value === 'n' ? config.has(s.option) && config.get(s.option) === 'n' : config.get(s.option) === s.value));
 }

@@ -547,6 +547,9 @@ test('kconfig names options that slow every boot, and only those', async () => {
   assert.deepEqual(names('CONFIG_KERNEL_LZ4=y\nCONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y\n'), []);
   assert.deepEqual(names('CONFIG_LEGACY_PTYS=y\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y\n'), ['LEGACY_PTYS', 'CC_OPTIMIZE_FOR_SIZE']);
   assert.deepEqual(names('# CONFIG_LEGACY_PTYS is not set\nCONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y\n'), []);
+  // with the PVH entry mkt boots the kernel uncompressed: its compression costs no boot
+  assert.deepEqual(names('CONFIG_KERNEL_XZ=y\nCONFIG_PVH=y\n'), []);
+  assert.deepEqual(names('CONFIG_KERNEL_BZIP2=y\n# CONFIG_PVH is not set\n'), ['KERNEL_BZIP2']);
 });
 
 test('boot trace: phases in order, guest times mapped through the hello offset, missing ones dashed', async () => {
