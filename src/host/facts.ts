@@ -4,6 +4,7 @@ import { availableParallelism, hostname, totalmem, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hostRoot, type HostRoot } from './root.js';
+import { hostTscKhz } from './tsc.js';
 
 /** The invoking user, as the guest will see them. */
 export interface UserFacts {
@@ -37,6 +38,8 @@ export interface HostFacts {
   readonly depmod: string | undefined;
   /** virtiofsd on PATH or where distributions install it. */
   readonly virtiofsd: string | undefined;
+  /** The host TSC's frequency in kHz, where it can be known (host/tsc.ts): a TCG guest's TSC is the host's. */
+  readonly tscKhz: number | undefined;
   readonly terminal: { readonly rows: number; readonly cols: number } | undefined;
   /** stdin is a terminal (an interactive shell needs one). */
   readonly stdinTerminal: boolean;
@@ -129,6 +132,8 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     /* not Linux: mkt will fail later with a clearer message */
   }
   const roHelper = join(packageRoot(), 'dist', 'host', 'mkt-ro');
+  const cacheDir = join(xdgBase(env.XDG_CACHE_HOME) ?? join(home, '.cache'), 'mkt');
+  let tsc: { khz: number | undefined } | undefined;
   return {
     user: {
       name: info.username,
@@ -143,7 +148,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     kvmAccess: kvmAccess(info.username),
     bootId,
     hostname: hostname(),
-    cacheDir: join(xdgBase(env.XDG_CACHE_HOME) ?? join(home, '.cache'), 'mkt'),
+    cacheDir,
     initBinary: join(packageRoot(), 'dist', 'guest', 'mkt-init'),
     // it needs CAP_SYS_ADMIN for its namespace, as Debian's virtiofsd needs root anyway
     roHelper: info.uid === 0 && isExecutable(roHelper) ? roHelper : undefined,
@@ -151,6 +156,11 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     root: hostRoot(),
     depmod: findExecutable('depmod', env.PATH, SYSTEM_DIRS),
     virtiofsd: env.MKT_VIRTIOFSD ? (findExecutable(env.MKT_VIRTIOFSD, env.PATH) ?? env.MKT_VIRTIOFSD) : findExecutable('virtiofsd', env.PATH, ['/usr/libexec', '/usr/lib/qemu']),
+    // asked only when a TCG boot needs it: measured once per host boot (20 ms), then read from the cache
+    get tscKhz() {
+      tsc ??= { khz: hostTscKhz(cacheDir, bootId, join(packageRoot(), 'dist', 'host', 'mkt-tsc')) };
+      return tsc.khz;
+    },
     // asked only when needed: the first touch of process.stdin, stdout or stderr builds its
     // stream, loading tty or net (some milliseconds) before qemu could have started
     get terminal() {

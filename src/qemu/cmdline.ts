@@ -54,8 +54,24 @@ export const TCG_TIMER_ENTRY: CmdlineEntry = {
   why: 'TCG: no calibration of the emulated local APIC timer (about 0.2 s) and its ticks; the PIT/HPET ticks, broadcast to other CPUs (--append=-nolapic_timer keeps it)',
 };
 
+/**
+ * Under TCG the guest's TSC is the host's counter, ticking at the host's
+ * rate. Told that rate (measured on the host once per boot: host/tsc.ts),
+ * the kernel skips calibrating its TSC against the emulated PIT: on a busy
+ * host (four runs at once on two cores, say) that calibration fails in most
+ * guests, which then mark the TSC unstable, fall back to a 4 ms jiffies
+ * clock and calibrate their delay loop the slow way. Kernels before 5.6
+ * know no tsc_early_khz and pass it on to init, which ignores it.
+ */
+export function tscEntry(khz: number): CmdlineEntry {
+  return {
+    arg: `tsc_early_khz=${khz}`,
+    why: "TCG: the guest's TSC is the host's; its rate, measured on the host, spares the kernel a calibration against the emulated PIT that fails on a busy host and leaves it a 4 ms clock",
+  };
+}
+
 /** mkt's own kernel arguments for a run. */
-export function baseCmdline(opts: { readonly quiet: boolean; readonly accel?: Accel }): CmdlineEntry[] {
+export function baseCmdline(opts: { readonly quiet: boolean; readonly accel?: Accel; readonly tscKhz?: number }): CmdlineEntry[] {
   const out: CmdlineEntry[] = [
     { arg: 'console=ttyS0', why: 'boot messages (and any panic) go to the serial port', needed: true },
     { arg: 'panic=-1', why: 'reboot at once on a panic; with -no-reboot qemu then exits, so a panic never hangs mkt', needed: true },
@@ -63,6 +79,7 @@ export function baseCmdline(opts: { readonly quiet: boolean; readonly accel?: Ac
     ...LEAN_BOOT,
   ];
   if (opts.accel === 'tcg') out.push(TCG_ENTRY, TCG_TIMER_ENTRY);
+  if (opts.accel === 'tcg' && opts.tscKhz !== undefined) out.push(tscEntry(opts.tscKhz));
   if (opts.quiet) out.push({ arg: 'quiet', why: '--exec without --verbose shows no boot log, and printing it costs boot time' });
   return out;
 }
@@ -89,7 +106,7 @@ export function cmdlineWords(text: string): string[] {
 }
 
 /** Every argument mkt may pass, whatever the accelerator and mode: what --append=-ARG may name. */
-const ANY_ENTRY = (): CmdlineEntry[] => baseCmdline({ quiet: true, accel: 'tcg' });
+const ANY_ENTRY = (): CmdlineEntry[] => baseCmdline({ quiet: true, accel: 'tcg', tscKhz: 1 });
 
 /**
  * Join entries and user arguments (last, so they win) into the command line,

@@ -168,7 +168,7 @@ export function planRun(run: ResolvedRun, host: HostFacts, staged: Staged, accel
   const mode = run.exec === undefined ? 'shell' : 'exec';
   if (fs === 'virtiofs' && (!runDir || !host.virtiofsd)) throw new Error('virtiofs needs a run directory and virtiofsd');
   const shares = fs === 'virtiofs' ? virtiofsShares(run.dirs, runDir!, rootServedWritable(fs, host), run.memory, rootSeed(run, host, staged, fs)) : [];
-  const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel }), run.append);
+  const cmdline = renderCmdline(baseCmdline({ quiet: mode === 'exec' && !run.verbose, accel, tscKhz: accel === 'tcg' ? host.tscKhz : undefined }), run.append);
   const argv = [
     run.qemu,
     ...baseArgs(),
