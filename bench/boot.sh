@@ -72,6 +72,8 @@ lean=$(cd "$here" && node --input-type=module -e "import('./dist/qemu/cmdline.js
 lean=${lean/rcupdate.rcu_normal_after_boot=1/}
 # and under TCG no local APIC timer (TCG_TIMER_ENTRY): no calibrating it at every boot
 [[ $accel != tcg ]] || lean+=" $(cd "$here" && node --input-type=module -e "import('./dist/qemu/cmdline.js').then(m => console.log(m.TCG_TIMER_ENTRY.arg))")"
+# and the host's TSC rate, which spares the kernel calibrating its TSC (src/host/tsc.ts), as mkt passes it
+if [[ $accel == tcg ]] && khz=$("$here/dist/host/mkt-tsc"); then lean+=" tsc_early_khz=$khz"; fi
 # floor-plain: qemu's defaults (SeaBIOS, the plain CPU model); floor: mkt's
 # CPU model for this accelerator (src/qemu/args.ts, accelArgs) and qboot where
 # qemu ships it (firmwareArgs), the fastest invocation found
