@@ -5,6 +5,7 @@ import { resolveRun } from '../config/resolve.js';
 import { probeHost } from '../host/facts.js';
 import type { FastStart } from '../run/fast-start.js';
 import { runMkt, type Reporter } from '../run/run.js';
+import { UsageError } from '../errors.js';
 import { EXIT_TABLE } from './exit-codes.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -16,8 +17,29 @@ export function stderrReporter(verbose: boolean): Reporter {
 }
 
 /** Build the `run` subcommand; ACT receives the exit status; FAST: what bin/mkt's launcher started. */
+/**
+ * An option's value that is another of the command's options (`--memory
+ * --exec true`: the parser takes --exec as the size) is a missing value: said
+ * as such, before the words after it are taken for config-section names.
+ * --append and --qemu-arg are left alone: their values are often dashed.
+ */
+export function checkValuesAreNotOptions(cmd: Command<[string[]]>, values: Readonly<Record<string, unknown>>): void {
+  const flags = new Set(cmd.options.flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))));
+  for (const o of cmd.options) {
+    const key = o.attributeName();
+    if (key === 'append' || key === 'qemuArg' || !o.required) continue;
+    const given = values[key];
+    for (const v of Array.isArray(given) ? given : [given]) {
+      if (typeof v === 'string' && flags.has(v.split('=')[0]!)) {
+        const path = /<path>/.test(o.flags) ? ` (a path that starts with dashes: ${o.long}=./${v})` : '';
+        throw new UsageError(`${o.long} needs a value, but the word after it is the option ${v}: write ${o.long}=${o.flags.split(' ').at(-1)}${path}`);
+      }
+    }
+  }
+}
+
 export function runCommand(act: (code: number) => void, fast?: FastStart): Command<[string[]]> {
-  return new Command('run')
+  const cmd: Command<[string[]]> = new Command('run')
     .description("boot a kernel in a VM with the host's root (read-only, throw-away writes) and a shell or one command")
     .argument('[configs...]', 'names of config-file sections to apply over [defaults]')
     .option('-k, --kernel <path>', "compiled kernel tree (or make O= dir), its vmlinux or bzImage, a bzImage, or an installed release")
@@ -38,6 +60,7 @@ export function runCommand(act: (code: number) => void, fast?: FastStart): Comma
     .option('--boot-trace', 'print on stderr when each boot phase finished (ms since mkt started)')
     .addHelpText('after', `\nConsole: Ctrl-A x ends the VM; Ctrl-A h lists the other Ctrl-A keys.\n\n${EXIT_TABLE}\n\nSee docs/mkt-run.md for the whole reference.`)
     .action(async (names, o) => {
+      checkValuesAreNotOptions(cmd, o);
       const host = probeHost();
       const configs = readConfigs(configPaths());
       const run = resolveRun(
@@ -65,4 +88,5 @@ export function runCommand(act: (code: number) => void, fast?: FastStart): Comma
       );
       act(await runMkt(run, host, stderrReporter(run.verbose), fast));
     });
+  return cmd;
 }

@@ -1,6 +1,7 @@
 /** Remembering, for the current host boot, that KVM does not work here. */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readCacheText } from './cache-file.js';
 
 /** What an earlier run found out about KVM during this boot. */
 export interface KvmVerdict {
@@ -14,7 +15,7 @@ export const verdictPath = (cacheDir: string): string => join(cacheDir, 'kvm-ver
 /** The verdict recorded during this boot, if any (a verdict from an earlier boot is ignored). */
 export function readVerdict(cacheDir: string, bootId: string): KvmVerdict | undefined {
   try {
-    const v = JSON.parse(readFileSync(verdictPath(cacheDir), 'utf8')) as KvmVerdict;
+    const v = JSON.parse(readCacheText(verdictPath(cacheDir)) ?? '') as KvmVerdict;
     return v.bootId === bootId ? v : undefined;
   } catch {
     return undefined;

@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readCacheText } from './cache-file.js';
 
 /** A frequency a TSC can have, in kHz (100 MHz to 20 GHz): anything else is a failed measurement. */
 export function plausibleTscKhz(khz: number): boolean {
@@ -35,12 +36,8 @@ export function constantTsc(cpuinfo: string): boolean {
 export function hostTscKhz(cacheDir: string, bootId: string, helper: string, cpuinfoFile = '/proc/cpuinfo'): number | undefined {
   const file = join(cacheDir, 'tsc');
   if (bootId !== 'unknown') {
-    try {
-      const known = parseTscCache(readFileSync(file, 'utf8'), bootId);
-      if (known !== undefined) return known;
-    } catch {
-      /* not measured yet in this boot */
-    }
+    const known = parseTscCache(readCacheText(file) ?? '', bootId);
+    if (known !== undefined) return known;
   }
   let cpuinfo = '';
   try {

@@ -5,7 +5,7 @@
  * -kernel starts such a file through that entry, with no decompressor run
  * (include/xen/interface/elfnote.h, arch/x86/platform/pvh/head.S).
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 
 const PT_NOTE = 4;
 const XEN_ELFNOTE_PHYS32_ENTRY = 18;
@@ -65,11 +65,13 @@ function align4(n: number): number {
 export function elfKernelFile(path: string): ElfKernel | undefined {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // O_NONBLOCK: a FIFO standing there opens at once (and is no kernel) rather than waiting for a writer
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
   }
   try {
+    if (!fstatSync(fd).isFile()) return undefined;
     return elfKernel((offset, length) => {
       const buf = Buffer.alloc(length);
       const n = readSync(fd, buf, 0, length, offset);

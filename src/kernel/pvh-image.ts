@@ -10,6 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readCacheText } from '../host/cache-file.js';
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { elfKernelFile } from './elf.js';
@@ -105,17 +106,23 @@ export function pvhImage(image: string, cacheDir: string, find: (tool: string) =
     }
     rmSync(out, { force: true }); // damaged since (cut short): made again below
   }
-  try {
-    const reason = readFileSync(no, 'utf8').trim();
+  const noted = readCacheText(no);
+  if (noted !== undefined) {
     touch(no);
-    return { reason };
-  } catch {
-    // not asked before
+    return { reason: noted.trim() };
   }
+  // not asked before (or something that is no note stands there: replaced below)
   const remember = (reason: string): PvhImage => {
     try {
       mkdirSync(dir, { recursive: true });
-      writeFileSync(no, `${reason}\n`);
+      // through a temporary file: whatever stood at the note's name (a FIFO would block a write) is replaced
+      const tmp = `${no}.tmp-${process.pid}`;
+      try {
+        writeFileSync(tmp, `${reason}\n`);
+        renameSync(tmp, no);
+      } finally {
+        rmSync(tmp, { force: true });
+      }
       prune(dir);
     } catch {
       // asked again next time

@@ -63,7 +63,7 @@ export const TCG_TIMER_ENTRY: CmdlineEntry = {
  * clock and calibrate their delay loop the slow way. Kernels before 5.6
  * know no tsc_early_khz and pass it on to init, which ignores it.
  */
-export function tscEntry(khz: number): CmdlineEntry {
+export function tscEntry(khz: number | 'KHZ'): CmdlineEntry {
   return {
     arg: `tsc_early_khz=${khz}`,
     why: "TCG: the guest's TSC is the host's; its rate, measured on the host, spares the kernel a calibration against the emulated PIT that fails on a busy host and leaves it a 4 ms clock",
@@ -106,7 +106,7 @@ export function cmdlineWords(text: string): string[] {
 }
 
 /** Every argument mkt may pass, whatever the accelerator and mode: what --append=-ARG may name. */
-const ANY_ENTRY = (): CmdlineEntry[] => baseCmdline({ quiet: true, accel: 'tcg', tscKhz: 1 });
+const ANY_ENTRY = (): CmdlineEntry[] => [...baseCmdline({ quiet: true, accel: 'tcg' }), tscEntry('KHZ')];
 
 /**
  * Join entries and user arguments (last, so they win) into the command line,
@@ -121,14 +121,19 @@ export function renderCmdline(entries: readonly CmdlineEntry[], user: readonly s
   const dashes = words.indexOf('--');
   const isRemoval = (w: string, i: number): boolean => (dashes < 0 || i < dashes) && /^-[A-Za-z]/.test(w);
   const removals = words.filter(isRemoval).map((w) => w.slice(1));
-  const matches = (e: CmdlineEntry, r: string): boolean => e.arg === r || e.arg.split('=')[0] === r;
+  const name = (arg: string): string => arg.split('=')[0]!;
+  const matches = (e: CmdlineEntry, r: string): boolean => e.arg === r || name(e.arg) === r;
   const any = removals.length ? ANY_ENTRY() : [];
   for (const r of removals) {
-    const known = any.find((e) => matches(e, r));
+    // one of this run's by its whole text or its name; else one mkt may pass in other runs, by its name
+    const here = entries.find((e) => matches(e, r));
+    const known = here ?? any.find((e) => name(e.arg) === name(r));
     if (!known) {
       throw new UsageError(`--append -${r}: mkt passes no ${r} to leave out (its own arguments: ${any.map((e) => e.arg).join(' ')}); to pass -${r} to init, put it after --append=--`);
     }
     if (known.needed) throw new UsageError(`--append -${r}: mkt needs ${known.arg} (${known.why}); it cannot be left out`);
+    const other = here ? undefined : entries.find((e) => name(e.arg) === name(r));
+    if (other) throw new UsageError(`--append -${r}: this run passes ${other.arg}, not ${r}; --append=-${name(r)} leaves it out`);
   }
   const kept = entries.filter((e) => !removals.some((r) => matches(e, r)));
   const line = [...kept.map((e) => e.arg), ...words.filter((w, i) => !isRemoval(w, i))].join(' ');

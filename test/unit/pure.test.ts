@@ -216,7 +216,7 @@ function fakeBzWithPayload(payload: Buffer): Buffer {
   return Buffer.concat([head.subarray(0, start + 64), payload, Buffer.alloc(100)]);
 }
 
-test("a bzImage's kernel is uncompressed once into the cache when it has a PVH entry, and a kernel without one is remembered", () => {
+test("a bzImage's kernel is uncompressed once into the cache when it has a PVH entry, and a kernel without one is remembered", async () => {
   const d = mkdtempSync(join(tmpdir(), 'mkt-pvh-'));
   const find = (t: string): string | undefined => findExecutable(t, process.env.PATH, SYSTEM_DIRS);
   try {
@@ -272,6 +272,21 @@ test("a bzImage's kernel is uncompressed once into the cache when it has a PVH e
     assert.ok('path' in remade && remade.fresh && readFileSync(remade.path).equals(elf2));
     assert.deepEqual(readdirSync(join(d, 'cache', 'pvh')).filter((n) => n.includes('.tmp-')), []);
     assert.deepEqual(readdirSync(join(d, 'cache2', 'pvh')).filter((n) => n.includes('.tmp-')), []);
+    // a FIFO where a cached kernel or a note belongs is neither, read at once: replaced by what it should be
+    const { execFileSync } = await import('node:child_process');
+    rmSync(remade.path);
+    execFileSync('mkfifo', [remade.path]);
+    const fromFifo = pvhImage(img, join(d, 'cache2'), find);
+    assert.ok('path' in fromFifo && fromFifo.fresh && readFileSync(fromFifo.path).equals(elf2));
+    const note = readdirSync(join(d, 'cache', 'pvh')).filter((n) => n.endsWith('.no'));
+    assert.equal(note.length, 1);
+    const notePath = join(d, 'cache', 'pvh', note[0]!);
+    rmSync(notePath);
+    execFileSync('mkfifo', [notePath]);
+    const noAgain = pvhImage(plain, join(d, 'cache'), find);
+    assert.ok('reason' in noAgain && /no PVH entry point/.test(noAgain.reason));
+    assert.ok(statSync(notePath).isFile(), 'the note replaced the FIFO');
+    assert.deepEqual(readdirSync(join(d, 'cache', 'pvh')).filter((n) => n.includes('.tmp-')), []);
     // a cache that cannot be written: booted as it is, with the reason
     writeFileSync(join(d, 'cache3'), 'a file where the cache directory should be');
     const nowhere = pvhImage(img, join(d, 'cache3'), find);

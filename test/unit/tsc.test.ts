@@ -75,3 +75,66 @@ test('mkt-tsc measures this host the same twice, to within 1e-4', { skip: proces
   assert.ok(plausibleTscKhz(a) && plausibleTscKhz(b), `${a} ${b}`);
   assert.ok(Math.abs(a - b) * 10_000 <= a, `${a} against ${b}`);
 });
+
+test('-tsc_early_khz=VALUE leaves out the value this run passes; another value is refused naming both', () => {
+  const entries = baseCmdline({ quiet: true, accel: 'tcg', tscKhz: 2599998 });
+  assert.doesNotMatch(renderCmdline(entries, ['-tsc_early_khz=2599998']), /tsc_early_khz/);
+  assert.throws(() => renderCmdline(entries, ['-tsc_early_khz=1']), /this run passes tsc_early_khz=2599998, not tsc_early_khz=1; --append=-tsc_early_khz leaves it out/);
+  assert.throws(() => renderCmdline(entries, ['-pci=lastbus=255']), /this run passes pci=lastbus=0, not pci=lastbus=255/);
+  // the list of what may be left out names the rate as a placeholder, not a made-up value
+  assert.throws(() => renderCmdline(entries, ['-nosuch']), (e: Error) => / tsc_early_khz=KHZ\)/.test(e.message) && !/tsc_early_khz=1\b/.test(e.message));
+  // a run that passes none (KVM) has nothing to leave out, whatever the value
+  assert.doesNotMatch(renderCmdline(baseCmdline({ quiet: true, accel: 'kvm' }), ['-tsc_early_khz=5']), /tsc_early_khz/);
+});
+
+test('a FIFO, a device or a directory where a cache file belongs is no entry, read at once; the TSC is measured again', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readCacheText } = await import('../../src/host/cache-file.js');
+  const { readVerdict } = await import('../../src/host/kvm-verdict.js');
+  const { mkdirSync, symlinkSync } = await import('node:fs');
+  const d = mkdtempSync(join(tmpdir(), 'mkt-cachefile-'));
+  try {
+    const fifo = join(d, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const t0 = Date.now();
+    assert.equal(readCacheText(fifo), undefined);
+    symlinkSync('/dev/zero', join(d, 'zero'));
+    assert.equal(readCacheText(join(d, 'zero')), undefined);
+    mkdirSync(join(d, 'dir'));
+    assert.equal(readCacheText(join(d, 'dir')), undefined);
+    assert.equal(readCacheText(join(d, 'missing')), undefined);
+    writeFileSync(join(d, 'big'), 'x'.repeat(100_000));
+    assert.equal(readCacheText(join(d, 'big'))?.length, 64 * 1024);
+    // the real readers: a FIFO at the KVM verdict's and the TSC cache's place
+    const cache = join(d, 'cache');
+    mkdirSync(cache);
+    execFileSync('mkfifo', [join(cache, 'kvm-verdict.json'), join(cache, 'tsc')]);
+    assert.equal(readVerdict(cache, 'boot-1'), undefined);
+    const cpuinfo = join(d, 'cpuinfo');
+    writeFileSync(cpuinfo, 'flags\t\t: constant_tsc nonstop_tsc\n');
+    const helper = join(d, 'helper');
+    writeFileSync(helper, '#!/bin/sh\necho 2599998\n');
+    chmodSync(helper, 0o755);
+    assert.equal(hostTscKhz(cache, 'boot-1', helper, cpuinfo), 2599998);
+    assert.equal(readFileSync(join(cache, 'tsc'), 'utf8'), 'boot-1 2599998\n', 'the FIFO was replaced by the measurement');
+    assert.ok(Date.now() - t0 < 5000, 'nothing waited on a FIFO');
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test("an option whose value is another option is a missing value, said before the words after it are taken for config names", async () => {
+  const { runCommand } = await import('../../src/cli/run.js');
+  const parse = (args: string[]): Promise<unknown> => {
+    const cmd = runCommand(() => {}).exitOverride();
+    return cmd.parseAsync(args, { from: 'user' });
+  };
+  await assert.rejects(parse(['--memory', '--exec', 'true']), /--memory needs a value, but the word after it is the option --exec: write --memory=<size>$/);
+  await assert.rejects(parse(['-c', '-e', 'true']), /--cpus needs a value, but the word after it is the option -e/);
+  await assert.rejects(parse(['--kernel', '--exec', 'true']), /--kernel needs a value.*a path that starts with dashes: --kernel=\.\/--exec/);
+  await assert.rejects(parse(['--dir', '--no-home', '--exec', 'true']), /--dir needs a value, but the word after it is the option --no-home/);
+  await assert.rejects(parse(['--memory=--exec=x', 'true']), /--memory needs a value/);
+  // --append and --qemu-arg values are often dashed: left alone
+  const { checkValuesAreNotOptions } = await import('../../src/cli/run.js');
+  assert.doesNotThrow(() => checkValuesAreNotOptions(runCommand(() => {}), { append: ['-nolapic_timer', '--', '-e'], qemuArg: ['-d', '--kernel'], memory: '2G', dir: ['/tmp/a'] }));
+});
