@@ -35,8 +35,14 @@ const cacheName = `${build}${sub}.v8`;
 const digest = (data) => require('node:crypto').createHash('sha1').update(data).digest();
 let cached;
 try {
-  const file = fs.readFileSync(path.join(cacheDir, cacheName));
-  if (file.length > 20 && digest(file.subarray(20)).equals(file.subarray(0, 20))) cached = file.subarray(20);
+  // without blocking, and only a regular file: a FIFO or a device standing there is no cache
+  const fd = fs.openSync(path.join(cacheDir, cacheName), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const file = fs.fstatSync(fd).isFile() ? fs.readFileSync(fd) : Buffer.alloc(0);
+    if (file.length > 20 && digest(file.subarray(20)).equals(file.subarray(0, 20))) cached = file.subarray(20);
+  } finally {
+    fs.closeSync(fd);
+  }
 } catch {
   /* first start of this build: compile, and keep the result below */
 }

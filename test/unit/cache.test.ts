@@ -1,4 +1,4 @@
-/** The host TSC rate a TCG guest is told: parsing, caching per host boot, and the kernel argument. */
+/** mkt's small host-side caches and what it tells the guest from them: the TSC rate, the files at cache paths that are not files, option values. */
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -137,4 +137,23 @@ test("an option whose value is another option is a missing value, said before th
   // --append and --qemu-arg values are often dashed: left alone
   const { checkValuesAreNotOptions } = await import('../../src/cli/run.js');
   assert.doesNotThrow(() => checkValuesAreNotOptions(runCommand(() => {}), { append: ['-nolapic_timer', '--', '-e'], qemuArg: ['-d', '--kernel'], memory: '2G', dir: ['/tmp/a'] }));
+});
+
+test("a FIFO where bin/mkt's compiled-code cache belongs does not stop it starting, and is replaced", async () => {
+  const { execFileSync, spawnSync } = await import('node:child_process');
+  const { mkdirSync, statSync } = await import('node:fs');
+  const root = new URL('../../../', import.meta.url).pathname;
+  const st = statSync(join(root, 'dist', 'cli', 'mkt.cjs'));
+  const d = mkdtempSync(join(tmpdir(), 'mkt-v8-'));
+  try {
+    mkdirSync(join(d, 'mkt'));
+    const name = join(d, 'mkt', `cli-${process.version}-${st.size}-${Math.round(st.mtimeMs)}-run.v8`);
+    execFileSync('mkfifo', [name]);
+    const r = spawnSync(join(root, 'bin', 'mkt'), ['run', '--help'], { env: { ...process.env, XDG_CACHE_HOME: d }, timeout: 20_000, encoding: 'utf8' });
+    assert.equal(r.status, 0, `${r.signal ?? ''} ${r.stderr}`);
+    assert.match(r.stdout, /--kernel/);
+    assert.ok(statSync(name).isFile(), 'the FIFO was replaced by the cache');
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
