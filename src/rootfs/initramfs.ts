@@ -1,7 +1,7 @@
 /** The small initramfs mkt boots every kernel with: mkt-init, /dev/console and the boot-driver modules. */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { statKey } from '../cache-key.js';
 import { ToolError } from '../errors.js';
@@ -71,8 +71,11 @@ function moduleBytes(path: string): Buffer {
 export function wholeCpio(path: string): boolean {
   let fd: number | undefined;
   try {
-    fd = openSync(path, 'r');
-    const size = fstatSync(fd).size;
+    // without blocking, and only a regular file: a FIFO standing there is no initramfs (and is replaced)
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile()) return false;
+    const size = st.size;
     const head = Buffer.alloc(6);
     const tail = Buffer.alloc(Math.min(512, size));
     readSync(fd, head, 0, 6, 0);

@@ -6,6 +6,7 @@ import { findQboot } from '../../src/host/facts.js';
 import { resolveInRoot } from '../../src/host/root.js';
 import { homedir } from 'node:os';
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import { parseConfig } from '../../src/config/file.js';
 import { dedupeDirs } from '../../src/config/resolve.js';
 import { isNotBzImage, parseBzImage } from '../../src/kernel/bzimage.js';
@@ -348,6 +349,9 @@ test('a cached initramfs is used only while it is whole: header first, trailer l
     writeFileSync(p, '');
     assert.equal(wholeCpio(p), false);
     assert.equal(wholeCpio(join(d, 'missing.cpio')), false);
+    // a FIFO at its place: no initramfs, answered at once
+    spawnSync('mkfifo', [join(d, 'fifo.cpio')]);
+    assert.equal(wholeCpio(join(d, 'fifo.cpio')), false);
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
