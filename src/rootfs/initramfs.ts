@@ -90,10 +90,11 @@ export function wholeCpio(path: string): boolean {
 
 /**
  * The initramfs for this init binary and these module files (absolute host
- * paths, in load order), from the cache when it was built before. The cache
+ * paths, in load order), from the cache when it was built before (fresh:
+ * made, or made again, in this call). The cache
  * key covers every input's path, size, mtime and inode.
  */
-export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths: readonly string[]): string {
+export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths: readonly string[]): { path: string; fresh: boolean } {
   const key = createHash('sha256')
     .update(['v1', statKey(initPath), ...modulePaths.map((p) => statKey(p))].join('\n'))
     .digest('hex')
@@ -104,7 +105,7 @@ export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths:
     // the mtime says when it was last used, for pruneInitramfsCache
     const now = new Date();
     utimesSync(out, now, now);
-    return out;
+    return { path: out, fresh: false };
   }
   mkdirSync(dir, { recursive: true });
   const modules = modulePaths.map((p) => ({
@@ -115,5 +116,5 @@ export function cachedInitramfs(cacheDir: string, initPath: string, modulePaths:
   writeFileSync(tmp, writeCpio(initramfsEntries(readFileSync(initPath), modules)));
   renameSync(tmp, out);
   pruneInitramfsCache(dir);
-  return out;
+  return { path: out, fresh: true };
 }

@@ -30,6 +30,12 @@ export interface Staged {
   readonly firmware?: string | undefined;
   /** The --exec command's program as the guest's PATH search would find it, looked up on the host (guestProgram). */
   readonly program?: string | undefined;
+  /**
+   * A file qemu reads at its start (the initramfs, the uncompressed kernel)
+   * was made, or made again, by this run: a qemu the launcher started from
+   * the last plan, whose paths are the same, read what stood there before.
+   */
+  readonly remade?: boolean;
 }
 
 /** Environment variables of the caller that the guest command gets too (others describe the host session). */

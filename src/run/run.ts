@@ -88,8 +88,9 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
   for (const built of [host.initBinary, host.execHelper]) {
     if (!existsSync(built)) throw new ToolError(`${built} is missing: build mkt first (npm run build)`);
   }
-  const kernel = kernelFile(run, host);
-  return { initramfs: cachedInitramfs(host.cacheDir, host.initBinary, paths), modules, firmware: findQboot(run.qemu), program: findProgram(run, host), fs, ...kernel };
+  const { remade: kernelRemade, ...kernel } = kernelFile(run, host);
+  const initramfs = cachedInitramfs(host.cacheDir, host.initBinary, paths);
+  return { initramfs: initramfs.path, modules, firmware: findQboot(run.qemu), program: findProgram(run, host), fs, remade: initramfs.fresh || kernelRemade, ...kernel };
 }
 
 /**
@@ -97,7 +98,7 @@ export function stage(run: ResolvedRun, host: HostFacts): Staged & { readonly fs
  * PVH entry (locateKernel found it); else a bzImage's kernel, uncompressed
  * once into the cache, where it has a PVH entry; else the bzImage.
  */
-function kernelFile(run: ResolvedRun, host: HostFacts): { kernel?: string; kernelWhy: string } {
+function kernelFile(run: ResolvedRun, host: HostFacts): { kernel?: string; kernelWhy: string; remade?: boolean } {
   const k = run.kernel;
   const skip = ': qemu starts it at its PVH entry, no decompressor runs in the guest (--no-pvh boots the bzImage)';
   if (k.pvh) return { kernelWhy: `kernel: ${k.pvh}${skip}` };
@@ -109,7 +110,7 @@ function kernelFile(run: ResolvedRun, host: HostFacts): { kernel?: string; kerne
     throw new UsageError(`kernel ${k.image}: ${r.damaged}: copy or build it again (the guest's decompressor would halt; --no-pvh boots it anyway)`, 125);
   }
   if ('reason' in r) return { kernelWhy: `kernel: ${k.image}, with its own decompressor: ${r.reason}` };
-  return { kernel: r.path, kernelWhy: `kernel: ${k.image}, uncompressed ${r.fresh ? 'now' : 'earlier'} into ${r.path}${skip}` };
+  return { kernel: r.path, kernelWhy: `kernel: ${k.image}, uncompressed ${r.fresh ? 'now' : 'earlier'} into ${r.path}${skip}`, remade: r.fresh };
 }
 
 /** Where the guest's PATH search for the --exec command's program ends (guestProgram), when it is a plain command. */
@@ -314,10 +315,17 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
   let { accel, watch } = chooseAccel(run, host, reporter);
   for (;;) {
     let plan = planRun(run, host, staged, accel, staged.fs.fs, runDir);
-    const adopted = fastOpen ? fast!.adopt(plan) : undefined;
+    // a qemu started before this run made its kernel or initramfs (again) read the file that stood there: never adopted
+    const adopted = fastOpen && !staged.remade ? fast!.adopt(plan) : undefined;
     if (fastOpen) {
       fastOpen = false;
-      reporter.info(adopted ? 'qemu and its daemons were started by the launcher, from the plan the same command line left last time' : "the launcher's start from the last run's plan does not fit this run's: starting anew");
+      reporter.info(
+        adopted
+          ? 'qemu and its daemons were started by the launcher, from the plan the same command line left last time'
+          : staged.remade
+            ? "the launcher's start from the last run's plan read a kernel or initramfs this run has made again: starting anew"
+            : "the launcher's start from the last run's plan does not fit this run's: starting anew",
+      );
       if (!adopted) {
         await fast!.abandon();
         if (runDir === fast!.runDir) {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as require_os from 'node:os';
+import * as require_fs from 'node:fs';
 import { after, test } from 'node:test';
 import { distroKernel, ktree, mkt, tempDir, vmProcesses } from './helpers.js';
 
@@ -176,4 +177,32 @@ test('the same tree boots through its bzImage (--no-pvh) and through its vmlinux
 
 test('nothing is left running', () => {
   assert.ok(vmProcesses().length <= before);
+});
+
+test("a kernel or initramfs the cache makes again is not one the launcher's qemu read before: that start is dropped and the run boots", () => {
+  const { readdirSync, statSync, truncateSync } = require_fs;
+  const cache = join(work, 'remade-cache');
+  const img = join(work, 'remade', 'bzImage');
+  mkdirSync(join(work, 'remade'), { recursive: true });
+  copyFileSync(join(K, 'arch/x86/boot/bzImage'), img);
+  const release = readFileSync(join(K, 'include/config/kernel.release'), 'utf8').trim();
+  const args = ['run', '--kernel', img, '--verbose', '--exec', 'uname -r'];
+  const env = { XDG_CACHE_HOME: cache };
+  const run = (want: RegExp | null): void => {
+    const r = mkt(args, { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), `${release}\n`);
+    if (want) assert.match(r.stderr, want);
+  };
+  run(null);
+  run(/qemu and its daemons were started by the launcher/);
+  // cut short since: both are made again, after the launcher's qemu has read them
+  for (const [sub, ext] of [['pvh', '.elf'], ['initramfs', '.cpio']] as const) {
+    const dir = join(cache, 'mkt', sub);
+    const file = join(dir, readdirSync(dir).find((n) => n.endsWith(ext))!);
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    run(/the launcher's start from the last run's plan read a kernel or initramfs this run has made again: starting anew/);
+    run(/qemu and its daemons were started by the launcher/);
+  }
+  assert.deepEqual(vmProcesses(cache), []);
 });
