@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname, homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { parse } from 'ini';
 import { UsageError } from '../errors.js';
 import { xdgBase } from '../host/facts.js';
 
@@ -39,47 +38,80 @@ export function configPath(file: string, value: string): string {
   return resolve(dirname(file), value);
 }
 
-function section(path: string, name: string, raw: Record<string, unknown>): ConfigSection {
+/** One key = value line of a section, where it stands. */
+interface Line {
+  readonly key: string;
+  readonly value: string;
+  readonly line: number;
+}
+
+/** A value as written: quotes around the whole of it are dropped; a comment after it (` ;` or ` #`) is not part of it. */
+function unquote(raw: string): string {
+  const v = raw.replace(/\s+[;#].*$/, '').trim();
+  if (v.length >= 2 && ((v.startsWith('"') && v.endsWith('"')) || (v.startsWith("'") && v.endsWith("'")))) return v.slice(1, -1);
+  return v;
+}
+
+function section(path: string, name: string, lines: readonly Line[]): ConfigSection {
   const origin: Record<string, string> = {};
   const out: Record<string, unknown> = { dir: [] as string[], origin };
-  for (const [key, value] of Object.entries(raw)) {
+  const seen = new Map<string, number>();
+  for (const { key, value, line } of lines) {
     const k = key.replace(/\[\]$/, '');
-    if (!KEYS.has(k)) {
-      throw new UsageError(`${path}: [${name}] has unknown key '${key}' (known: ${[...KEYS].join(', ')})`);
-    }
-    const values = (Array.isArray(value) ? value : [value]).map((v) => {
-      if (typeof v !== 'string' || v === '') throw new UsageError(`${path}: [${name}] ${k} needs a value`);
-      return v;
-    });
-    origin[k] = `${path} [${name}] ${k}`;
-    if (k === 'dir') (out.dir as string[]).push(...values.map((v) => configPath(path, v)));
-    else if (k === 'kernel') out[k] = configPath(path, values[values.length - 1]!);
-    else out[k] = values[values.length - 1];
+    const at = `${path}:${line}`;
+    if (!KEYS.has(k)) throw new UsageError(`${at}: [${name}] has unknown key '${key}' (known: ${[...KEYS].join(', ')})`);
+    if (value === '') throw new UsageError(`${at}: [${name}] ${k} needs a value`);
+    // dir may be given more than once (dir or dir[]): each is exported; any other key once per section
+    const before = seen.get(k);
+    if (before !== undefined && k !== 'dir') throw new UsageError(`${at}: [${name}] sets ${k} again (line ${before} set it already): keep one`);
+    seen.set(k, line);
+    origin[k] = `${at} [${name}] ${k}`;
+    if (k === 'dir') (out.dir as string[]).push(configPath(path, value));
+    else if (k === 'kernel') out[k] = configPath(path, value);
+    else out[k] = value;
   }
   return out as unknown as ConfigSection;
 }
 
-/** Parse the text of a config file; PATH is used in messages. */
+/**
+ * Parse the text of a config file; PATH is used in messages, each with the
+ * line it is about. The mkt INI format: [name] starts a section (any name,
+ * dots included: [v6.1]), key = value lines, dir (or dir[]) as often as
+ * wanted, ; and # start comments, quotes around a whole value are dropped.
+ */
 export function parseConfig(path: string, text: string): ConfigFile {
-  text.split('\n').forEach((line, i) => {
-    const t = line.trim();
-    if (t.startsWith('[') && !/^\[[^\]]+\]\s*([;#].*)?$/.test(t)) {
-      throw new UsageError(`${path}:${i + 1}: bad section header '${t}': write it as [name]`);
-    }
-  });
-  let raw: Record<string, unknown>;
-  try {
-    raw = parse(text) as Record<string, unknown>;
-  } catch (err) {
-    throw new UsageError(`${path}: cannot parse: ${(err as Error).message}`);
-  }
+  const found = new Map<string, Line[]>();
+  const headers = new Map<string, number>();
+  let current: Line[] | undefined;
+  text
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .forEach((raw, i) => {
+      const line = i + 1;
+      const t = raw.trim();
+      if (t === '' || t.startsWith(';') || t.startsWith('#')) return;
+      if (t.startsWith('[')) {
+        const m = /^\[\s*([^\][]+?)\s*\]\s*([;#].*)?$/.exec(t);
+        if (!m) throw new UsageError(`${path}:${line}: bad section header '${t}': write it as [name]`);
+        const name = m[1]!;
+        const before = headers.get(name);
+        if (before !== undefined) throw new UsageError(`${path}:${line}: [${name}] again (line ${before} started it already): put its keys in one section`);
+        headers.set(name, line);
+        current = [];
+        found.set(name, current);
+        return;
+      }
+      const eq = t.indexOf('=');
+      if (eq < 0) throw new UsageError(`${path}:${line}: '${t}' is no key = value line`);
+      const key = t.slice(0, eq).trim();
+      if (key === '') throw new UsageError(`${path}:${line}: '${t}' has no key before '='`);
+      if (!current) throw new UsageError(`${path}:${line}: '${key}' is outside any section; put it under [defaults]`);
+      current.push({ key, value: unquote(t.slice(eq + 1)), line });
+    });
   let defaults: ConfigSection = { dir: [] };
   const sections = new Map<string, ConfigSection>();
-  for (const [name, value] of Object.entries(raw)) {
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw new UsageError(`${path}: '${name}' is outside any section; put it under [defaults]`);
-    }
-    const s = section(path, name, value as Record<string, unknown>);
+  for (const [name, lines] of found) {
+    const s = section(path, name, lines);
     if (name === 'defaults') defaults = s;
     else sections.set(name, s);
   }

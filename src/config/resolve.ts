@@ -4,6 +4,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
 import { findExecutable, type HostFacts } from '../host/facts.js';
 import { defaultKernel, locateKernel, withoutPvh } from '../kernel/locate.js';
+import { renderCmdline } from '../qemu/cmdline.js';
 import type { AccelChoice, ExportedDir, FsChoice, ResolvedRun } from '../run/types.js';
 import type { ConfigFile, ConfigSection } from './file.js';
 
@@ -184,7 +185,9 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   if (env.MKT_ACCEL) [accel, accelSource] = [checkAccel(env.MKT_ACCEL, 'MKT_ACCEL'), 'MKT_ACCEL'];
   if (flags.accel !== undefined) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
 
-  const fs = checkFs(flags.fs ?? env.MKT_FS ?? section.fs ?? 'auto', flags.fs ? '--fs' : env.MKT_FS ? 'MKT_FS' : section.fs ? from('fs') : 'fs');
+  // an MKT_* variable set to nothing is not set, as MKT_ACCEL= always was
+  const mktFs = env.MKT_FS || undefined;
+  const fs = checkFs(flags.fs ?? mktFs ?? section.fs ?? 'auto', flags.fs ? '--fs' : mktFs ? 'MKT_FS' : section.fs ? from('fs') : 'fs');
   const memory = checkMemory(flags.memory ?? section.memory ?? '1G', flags.memory !== undefined ? '--memory' : from('memory'), host.memoryMiB);
   const cpus = flags.cpus !== undefined ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, from('cpus')) : host.cpus;
 
@@ -207,7 +210,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     throw new UsageError(`MKT_VIRTIOFSD=${env.MKT_VIRTIOFSD}: not an executable file${env.MKT_VIRTIOFSD.includes('/') ? '' : ' on PATH'}: fix or unset it (--fs 9p needs none)`);
   }
 
-  const qemuName = flags.qemu ?? env.MKT_QEMU ?? 'qemu-system-x86_64';
+  const qemuName = flags.qemu ?? (env.MKT_QEMU || undefined) ?? 'qemu-system-x86_64';
   const qemu = findExecutable(qemuName, env.PATH);
   if (!qemu) {
     throw new ToolError(
@@ -215,6 +218,16 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
         ? `${qemuName} is not an executable: fix --qemu (or MKT_QEMU)`
         : 'qemu-system-x86_64 not found: install the qemu-system-x86 package (apt-get install qemu-system-x86)',
     );
+  }
+
+  // the config file's append, checked on its own so that a fault in it names the file and line, not --append
+  if (section.append) {
+    try {
+      renderCmdline([], [section.append]);
+    } catch (err) {
+      if (err instanceof UsageError) throw new UsageError(err.message.replace(/^--append\b/, from('append')));
+      throw err;
+    }
   }
 
   const dirs: ExportedDir[] = [];

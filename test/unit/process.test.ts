@@ -245,7 +245,17 @@ test('bad input is refused before anything starts, naming the input and the fix'
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /config:1: bad section header '\[defaults'/);
   const nok = spawnSync(MKT, ['run', '--exec', 'true'], { env: env(cfg('[defaults]\nkernel = /no/such/kernel\nmemory = lots\n')), encoding: 'utf8' });
-  assert.match(nok.stderr, /config \[defaults\] (kernel \/no\/such\/kernel: no such file|memory lots: expected a size)/);
+  assert.match(nok.stderr, /config:\d+ \[defaults\] (kernel \/no\/such\/kernel: no such file|memory lots: expected a size)/);
+  // a fault in the config file's append names the file and line, not --append
+  const app = spawnSync(MKT, ['run', '--kernel', kernel, '--dry-run', '--exec', 'true'], { env: env(cfg('[defaults]\nappend = -bogus\n')), encoding: 'utf8' });
+  assert.equal(app.status, 2);
+  assert.match(app.stderr, /^mkt: \S*config:2 \[defaults\] append -bogus: mkt passes no bogus to leave out/m);
+  // an MKT_* variable set to nothing is not set
+  const empty = spawnSync(MKT, ['run', '--kernel', kernel, '--fs', '9p', '--dry-run', '--exec', 'true'], { env: env({ MKT_QEMU: '', MKT_FS: '', MKT_ACCEL: '' }), encoding: 'utf8' });
+  assert.equal(empty.status, 0, empty.stderr);
+  assert.match(empty.stdout, /qemu-system-x86_64 /);
+  const emptyFs = spawnSync(MKT, ['run', '--kernel', kernel, '--dry-run', '--exec', 'true'], { env: env({ MKT_FS: '' }), encoding: 'utf8' });
+  assert.doesNotMatch(emptyFs.stderr, /fs : expected/);
   const kc = spawnSync(MKT, ['kconfig', join(work, 'nope')], { encoding: 'utf8' });
   assert.equal(kc.status, 2);
   assert.match(kc.stderr, /nope: no such directory/);

@@ -403,7 +403,20 @@ test('config file: [defaults], named sections, arrays, unknown keys', () => {
   assert.equal(rdma?.memory, '4G');
   assert.deepEqual(rdma?.dir, ['/labs/rdma', '/labs/with space,comma']);
   assert.equal(rdma?.append, 'rdma.debug=1');
-  assert.throws(() => parseConfig('f', '[defaults]\nkernal = x\n'), /f: \[defaults\] has unknown key 'kernal'/);
+  assert.throws(() => parseConfig('f', '[defaults]\nkernal = x\n'), /f:2: \[defaults\] has unknown key 'kernal'/);
+  // every error names its line; what the old parser misread is read as written
+  assert.throws(() => parseConfig('f', '[defaults]\nmemory = 1G\n\nthis is garbage\n'), /^UsageError: f:4: 'this is garbage' is no key = value line/);
+  assert.throws(() => parseConfig('f', '[defaults]\n= 5\n'), /f:2: '= 5' has no key before '='/);
+  assert.throws(() => parseConfig('f', '[defaults]\nmemory = 1G\nmemory = 2G\n'), /f:3: \[defaults\] sets memory again \(line 2 set it already\)/);
+  assert.throws(() => parseConfig('f', '[a]\ncpus = 1\n[a]\ncpus = 2\n'), /f:3: \[a\] again \(line 1 started it already\)/);
+  assert.throws(() => parseConfig('f', '[defaults]\nmemory =\n'), /f:2: \[defaults\] memory needs a value/);
+  const odd = parseConfig('f', '\uFEFF[defaults]\r\nmemory = true\r\n  [v6.1]  ; a release\nkernel = 6.1.0-18-amd64\ndir = /a\ndir = /b\ndir[] = /c\nappend = "quiet loglevel=3" ; comment\n');
+  assert.equal(odd.defaults.memory, 'true', 'a string, for the size check to refuse by name');
+  assert.equal(odd.sections.get('v6.1')?.kernel, '6.1.0-18-amd64');
+  assert.deepEqual(odd.sections.get('v6.1')?.dir, ['/a', '/b', '/c']);
+  assert.equal(odd.sections.get('v6.1')?.append, 'quiet loglevel=3');
+  assert.equal(odd.sections.get('v6.1')?.origin?.kernel, 'f:4 [v6.1] kernel');
+  assert.equal(parseConfig('f', '[d]\ndir = /tmp/a#b\n').sections.get('d')?.dir[0], '/tmp/a#b', 'a # inside a value is no comment');
   assert.throws(() => parseConfig('f', 'kernel = x\n'), /outside any section/);
   const rel = parseConfig('/etc/mkt/hv.mkt', '[defaults]\nkernel = ../src/linux\ndir = ~/work\n[r]\nkernel = 6.1.0-18-amd64\n');
   assert.equal(rel.defaults.kernel, '/etc/src/linux');
