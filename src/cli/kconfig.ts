@@ -1,6 +1,7 @@
 /** `mkt kconfig [DIR]`: add mkt's options to a tree's .config. */
 import { Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
+import { UsageError } from '../errors.js';
 import { applyKconfig } from '../kernel/kconfig.js';
 import { renderFragment } from '../kernel/kconfig-fragment.js';
 
@@ -15,6 +16,7 @@ export function kconfigCommand(act: (code: number) => void): Command<[string | u
         act(0);
         return;
       }
+      if (dir === '') throw new UsageError("mkt kconfig '': an empty directory name: pass a kernel tree, or nothing for the current directory");
       const tree = resolve(dir ?? '.');
       const { lost, slow } = applyKconfig(tree);
       for (const s of slow) process.stderr.write(`mkt: note: CONFIG_${s.option}=${s.value}: ${s.why}\n`);

@@ -194,7 +194,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   let timeout: number | undefined;
   if (flags.timeout !== undefined) {
     timeout = Number(flags.timeout);
-    if (!/^[0-9]+(\.[0-9]+)?$/.test(flags.timeout) || timeout <= 0) {
+    if (!/^([0-9]+(\.[0-9]*)?|\.[0-9]+)$/.test(flags.timeout) || timeout <= 0) {
       throw new UsageError(`--timeout ${flags.timeout}: expected a positive number of seconds`);
     }
     // Node's timers hold at most 2^31-1 ms (about 24 days)

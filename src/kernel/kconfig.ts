@@ -1,6 +1,6 @@
 /** `mkt kconfig`: add the options mkt needs to a tree's .config. */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ToolError, UsageError } from '../errors.js';
 import { shellQuote } from '../qemu/escape.js';
@@ -25,6 +25,7 @@ export function parseDotConfig(text: string): Map<string, string> {
 export function applyKconfig(dir: string): { lost: string[]; slow: SlowOption[] } {
   const dotconfig = join(dir, '.config');
   if (!existsSync(dir)) throw new UsageError(`${dir}: no such directory: pass a kernel tree (or make O= build directory)`);
+  if (!statSync(dir).isDirectory()) throw new UsageError(`${dir} is not a directory: pass the kernel tree (or make O= build directory) it belongs to`);
   // a source tree has Kconfig; a make O= build directory has a Makefile that leads to it, and a .config
   if (!existsSync(join(dir, 'Makefile')) || !(existsSync(join(dir, 'Kconfig')) || existsSync(dotconfig))) {
     throw new UsageError(`${dir} is not a kernel source tree or build directory (no Makefile and Kconfig): pass the tree as DIR or cd into it`);
@@ -32,12 +33,15 @@ export function applyKconfig(dir: string): { lost: string[]; slow: SlowOption[] 
   if (!existsSync(dotconfig)) {
     throw new UsageError(`${dotconfig} does not exist: run 'make defconfig' (or tinyconfig) in ${dir} first`);
   }
+  const before = readFileSync(dotconfig);
   appendFileSync(dotconfig, `\n# added by mkt kconfig\n${renderFragment()}`);
   const argv = ['make', '-C', dir, 'olddefconfig'];
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
   if (r.error || r.status !== 0) {
+    // make did not take the fragment in: the .config goes back to what it was, not a second copy of it next time
+    writeFileSync(dotconfig, before);
     throw new ToolError(
-      `${argv.map(shellQuote).join(' ')} failed`,
+      `${argv.map(shellQuote).join(' ')} failed; ${dotconfig} is as it was`,
       argv,
       r.status,
       (r.stderr ?? String(r.error)).slice(-2000),

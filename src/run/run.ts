@@ -383,7 +383,7 @@ export async function runMkt(run: ResolvedRun, host: HostFacts, reporter: Report
         if (plan.mode === 'exec' && recordable(plan)) recordPlan(host, run, staged, plan, adopted ? fast : undefined);
         return outcome.code;
       case 'timeout':
-        reporter.error(`--timeout ${outcome.seconds} s expired before the command ended; the VM was stopped`);
+        reporter.error(`--timeout ${outcome.seconds} s expired before the ${plan.mode === 'exec' ? 'command' : 'shell'} ended; the VM was stopped`);
         return EXIT.timeout;
       case 'signal':
         return signalStatus(outcome.signal);

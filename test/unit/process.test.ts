@@ -208,6 +208,8 @@ test('bad input is refused before anything starts, naming the input and the fix'
     [['--qemu', ''], {}, 2, /--qemu needs a value/],
     [['--qemu-arg', ''], {}, 2, /--qemu-arg needs a value/],
     [['--timeout', '3000000'], {}, 2, /at most 2147483 seconds/],
+    [['--timeout', '.'], {}, 2, /--timeout \.: expected a positive number of seconds/],
+    [['--timeout', '-1'], {}, 2, /--timeout -1: expected a positive number of seconds/],
     [['--memory', '10'], {}, 2, /--memory 10: at least 128M/],
     [['--fs', 'nfs'], {}, 2, /--fs nfs: expected auto, 9p or virtiofs/],
     [['--kernel', fifo], {}, 125, /not a regular file/],
@@ -230,6 +232,9 @@ test('bad input is refused before anything starts, naming the input and the fix'
     assert.match(r.stderr, want, args.join(' '));
     assert.ok(!/internal error/.test(r.stderr), r.stderr);
   }
+  // a fraction without its leading 0 is a number of seconds too
+  const half = spawnSync(MKT, ['run', '--kernel', kernel, '--timeout', '.5', '--dry-run', '--exec', 'true'], { env: env(), encoding: 'utf8', timeout: 20_000 });
+  assert.equal(half.status, 0, half.stderr);
   // an interactive shell needs a terminal: from a pipe it would wait for ever
   const notty = spawnSync(MKT, ['run', '--kernel', kernel], { env: env(), encoding: 'utf8', input: 'echo hi\n', timeout: 20_000 });
   assert.equal(notty.status, 2);
@@ -256,6 +261,24 @@ test('bad input is refused before anything starts, naming the input and the fix'
   assert.match(empty.stdout, /qemu-system-x86_64 /);
   const emptyFs = spawnSync(MKT, ['run', '--kernel', kernel, '--dry-run', '--exec', 'true'], { env: env({ MKT_FS: '' }), encoding: 'utf8' });
   assert.doesNotMatch(emptyFs.stderr, /fs : expected/);
+  // mkt kconfig: a make that fails leaves the .config as it was (no fragment added again each try); odd DIRs named
+  const kd = join(work, 'kc tree');
+  mkdirSync(kd, { recursive: true });
+  writeFileSync(join(kd, 'Makefile'), 'olddefconfig:\n\tfalse\n');
+  writeFileSync(join(kd, 'Kconfig'), '');
+  writeFileSync(join(kd, '.config'), 'CONFIG_X=y\n');
+  for (let i = 0; i < 2; i++) {
+    const failed = spawnSync(MKT, ['kconfig', kd], { encoding: 'utf8' });
+    assert.equal(failed.status, 125, failed.stderr);
+    assert.match(failed.stderr, /olddefconfig failed; .*kc tree\/\.config is as it was/);
+    assert.equal(readFileSync(join(kd, '.config'), 'utf8'), 'CONFIG_X=y\n');
+  }
+  const notDir = spawnSync(MKT, ['kconfig', join(kd, 'Makefile')], { encoding: 'utf8' });
+  assert.equal(notDir.status, 2);
+  assert.match(notDir.stderr, /Makefile is not a directory/);
+  const emptyName = spawnSync(MKT, ['kconfig', ''], { encoding: 'utf8', cwd: kd });
+  assert.equal(emptyName.status, 2);
+  assert.match(emptyName.stderr, /an empty directory name/);
   const kc = spawnSync(MKT, ['kconfig', join(work, 'nope')], { encoding: 'utf8' });
   assert.equal(kc.status, 2);
   assert.match(kc.stderr, /nope: no such directory/);
