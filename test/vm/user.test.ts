@@ -30,7 +30,9 @@ function ids(): { uid: number; gid: number; home: string } {
 function copies(): { mkt: string; tree: string } {
   if (!asRoot) return { mkt: join(ROOT, 'bin', 'mkt'), tree: K };
   const pkg = join(work, 'mkt');
-  for (const p of ['bin', 'dist', 'package.json', 'node_modules/commander', 'node_modules/@commander-js', 'node_modules/ini']) {
+  // the runtime dependencies as package.json lists them
+  const deps = Object.keys((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {});
+  for (const p of ['bin', 'dist', 'package.json', ...deps.map((d) => `node_modules/${d}`)]) {
     cpSync(join(ROOT, p), join(pkg, p), { recursive: true });
   }
   const tree = join(work, 'tree');
