@@ -6,21 +6,38 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 
-/** The text of the regular file at PATH (at most MAX bytes), or undefined: missing, unreadable, or not a regular file. */
-export function readCacheText(path: string, max = 64 * 1024): string | undefined {
+/**
+ * Open PATH for reading only if it is a regular file: a descriptor and the
+ * file's size, or undefined (missing, unreadable, a FIFO, a device, a
+ * directory). O_NONBLOCK: a FIFO with no writer opens at once instead of
+ * waiting for one. The caller closes the descriptor.
+ */
+export function openRegular(path: string): { fd: number; size: number } | undefined {
   let fd: number;
   try {
-    // O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
   }
   try {
-    if (!fstatSync(fd).isFile()) return undefined;
+    const st = fstatSync(fd);
+    if (st.isFile()) return { fd, size: st.size };
+  } catch {
+    /* no answer: no file */
+  }
+  closeSync(fd);
+  return undefined;
+}
+
+/** The text of the regular file at PATH (at most MAX bytes), or undefined: missing, unreadable, or not a regular file. */
+export function readCacheText(path: string, max = 64 * 1024): string | undefined {
+  const f = openRegular(path);
+  if (!f) return undefined;
+  try {
     const buf = Buffer.alloc(max);
     let n = 0;
     for (;;) {
-      const got = readSync(fd, buf, n, max - n, null);
+      const got = readSync(f.fd, buf, n, max - n, null);
       if (got <= 0) break;
       n += got;
       if (n === max) break;
@@ -29,6 +46,6 @@ export function readCacheText(path: string, max = 64 * 1024): string | undefined
   } catch {
     return undefined;
   } finally {
-    closeSync(fd);
+    closeSync(f.fd);
   }
 }

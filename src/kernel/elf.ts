@@ -5,7 +5,8 @@
  * -kernel starts such a file through that entry, with no decompressor run
  * (include/xen/interface/elfnote.h, arch/x86/platform/pvh/head.S).
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
+import { openRegular } from '../host/cache-file.js';
 
 const PT_NOTE = 4;
 const XEN_ELFNOTE_PHYS32_ENTRY = 18;
@@ -61,25 +62,19 @@ function align4(n: number): number {
   return (n + 3) & ~3;
 }
 
-/** elfKernel over a file; undefined when it cannot be read. */
+/** elfKernel over a file; undefined when it cannot be read or is no regular file (a FIFO standing there: no kernel, answered at once). */
 export function elfKernelFile(path: string): ElfKernel | undefined {
-  let fd: number;
+  const f = openRegular(path);
+  if (!f) return undefined;
   try {
-    // O_NONBLOCK: a FIFO standing there opens at once (and is no kernel) rather than waiting for a writer
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  try {
-    if (!fstatSync(fd).isFile()) return undefined;
     return elfKernel((offset, length) => {
       const buf = Buffer.alloc(length);
-      const n = readSync(fd, buf, 0, length, offset);
+      const n = readSync(f.fd, buf, 0, length, offset);
       return buf.subarray(0, n);
-    }, fstatSync(fd).size);
+    }, f.size);
   } catch {
-    return undefined; // a read error (EIO, a directory)
+    return undefined; // a read error (EIO)
   } finally {
-    closeSync(fd);
+    closeSync(f.fd);
   }
 }

@@ -1,8 +1,9 @@
 /** The small initramfs mkt boots every kernel with: mkt-init, /dev/console and the boot-driver modules. */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { openRegular } from '../host/cache-file.js';
 import { statKey } from '../cache-key.js';
 import { ToolError } from '../errors.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
@@ -69,22 +70,19 @@ function moduleBytes(path: string): Buffer {
  * would otherwise fail every boot with the kernel's "invalid magic" panic.
  */
 export function wholeCpio(path: string): boolean {
-  let fd: number | undefined;
+  // only a regular file, opened without blocking: a FIFO standing there is no initramfs (and is replaced)
+  const f = openRegular(path);
+  if (!f) return false;
   try {
-    // without blocking, and only a regular file: a FIFO standing there is no initramfs (and is replaced)
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const st = fstatSync(fd);
-    if (!st.isFile()) return false;
-    const size = st.size;
     const head = Buffer.alloc(6);
-    const tail = Buffer.alloc(Math.min(512, size));
-    readSync(fd, head, 0, 6, 0);
-    readSync(fd, tail, 0, tail.length, size - tail.length);
+    const tail = Buffer.alloc(Math.min(512, f.size));
+    readSync(f.fd, head, 0, 6, 0);
+    readSync(f.fd, tail, 0, tail.length, f.size - tail.length);
     return head.toString('latin1') === '070701' && tail.includes('TRAILER!!!');
   } catch {
     return false;
   } finally {
-    if (fd !== undefined) closeSync(fd);
+    closeSync(f.fd);
   }
 }
 
