@@ -16,7 +16,6 @@ export function stderrReporter(verbose: boolean): Reporter {
   return { warn: line, error: line, info: (m) => verbose && line(m) };
 }
 
-/** Build the `run` subcommand; ACT receives the exit status; FAST: what bin/mkt's launcher started. */
 /**
  * An option's value that is another of the command's options (`--memory
  * --exec true`: the parser takes --exec as the size) is a missing value: said
@@ -38,6 +37,7 @@ export function checkValuesAreNotOptions(cmd: Command<[string[]]>, values: Reado
   }
 }
 
+/** Build the `run` subcommand; ACT receives the exit status; FAST: what bin/mkt's launcher started. */
 export function runCommand(act: (code: number) => void, fast?: FastStart): Command<[string[]]> {
   const cmd: Command<[string[]]> = new Command('run')
     .description("boot a kernel in a VM with the host's root (read-only, throw-away writes) and a shell or one command")

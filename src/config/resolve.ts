@@ -185,9 +185,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
   if (env.MKT_ACCEL) [accel, accelSource] = [checkAccel(env.MKT_ACCEL, 'MKT_ACCEL'), 'MKT_ACCEL'];
   if (flags.accel !== undefined) [accel, accelSource] = [checkAccel(flags.accel, '--accel'), '--accel'];
 
-  // an MKT_* variable set to nothing is not set, as MKT_ACCEL= always was
-  const mktFs = env.MKT_FS || undefined;
-  const fs = checkFs(flags.fs ?? mktFs ?? section.fs ?? 'auto', flags.fs ? '--fs' : mktFs ? 'MKT_FS' : section.fs ? from('fs') : 'fs');
+  const fs = checkFs(flags.fs ?? env.MKT_FS ?? section.fs ?? 'auto', flags.fs ? '--fs' : env.MKT_FS ? 'MKT_FS' : section.fs ? from('fs') : 'fs');
   const memory = checkMemory(flags.memory ?? section.memory ?? '1G', flags.memory !== undefined ? '--memory' : from('memory'), host.memoryMiB);
   const cpus = flags.cpus !== undefined ? checkCpus(flags.cpus, '--cpus') : section.cpus ? checkCpus(section.cpus, from('cpus')) : host.cpus;
 
@@ -210,7 +208,7 @@ export function resolveRun(flags: RunFlags, configs: readonly ConfigFile[], host
     throw new UsageError(`MKT_VIRTIOFSD=${env.MKT_VIRTIOFSD}: not an executable file${env.MKT_VIRTIOFSD.includes('/') ? '' : ' on PATH'}: fix or unset it (--fs 9p needs none)`);
   }
 
-  const qemuName = flags.qemu ?? (env.MKT_QEMU || undefined) ?? 'qemu-system-x86_64';
+  const qemuName = flags.qemu ?? env.MKT_QEMU ?? 'qemu-system-x86_64';
   const qemu = findExecutable(qemuName, env.PATH);
   if (!qemu) {
     throw new ToolError(

@@ -1,10 +1,12 @@
 /**
- * Reading mkt's own small cache files (the TSC rate, the KVM verdict, the
- * notes of bzImages without a PVH kernel): anything at such a path that is
- * not a regular file (a FIFO, a device, a link to one) is no entry, rather
- * than a read that blocks forever or never ends.
+ * mkt's own small cache files (the TSC rate, the KVM verdict, the notes of
+ * bzImages without a PVH kernel), and files that must be regular: anything
+ * at such a path that is not a regular file (a FIFO, a device, a link to
+ * one) is no entry, rather than a read that blocks forever or never ends,
+ * and a write replaces it whole.
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /**
  * Open PATH for reading only if it is a regular file: a descriptor and the
@@ -47,5 +49,23 @@ export function readCacheText(path: string, max = 64 * 1024): string | undefined
     return undefined;
   } finally {
     closeSync(f.fd);
+  }
+}
+
+/**
+ * Put TEXT at PATH (its directory made if need be) through a temporary file
+ * renamed over it: a reader never sees half of it, and whatever stood there
+ * (a FIFO a plain write would block on) is replaced. The temporary file is
+ * named PATH.tmp-PID, as the sweeps of dead runs' files expect, and is gone
+ * again when the write fails, which throws.
+ */
+export function writeCacheText(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } finally {
+    rmSync(tmp, { force: true });
   }
 }

@@ -172,6 +172,7 @@ export function probeHost(env: NodeJS.ProcessEnv = process.env): HostFacts {
     get stderrTerminal() {
       return Boolean(process.stderr.isTTY);
     },
-    env,
+    // an MKT_* variable set to nothing is not set (MKT_QEMU= is no qemu to look for)
+    env: Object.fromEntries(Object.entries(env).filter(([k, v]) => !(k.startsWith('MKT_') && v === ''))),
   };
 }

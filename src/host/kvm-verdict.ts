@@ -1,7 +1,6 @@
 /** Remembering, for the current host boot, that KVM does not work here. */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readCacheText } from './cache-file.js';
+import { readCacheText, writeCacheText } from './cache-file.js';
 
 /** What an earlier run found out about KVM during this boot. */
 export interface KvmVerdict {
@@ -24,8 +23,5 @@ export function readVerdict(cacheDir: string, bootId: string): KvmVerdict | unde
 
 /** Record a verdict atomically. */
 export function writeVerdict(cacheDir: string, v: KvmVerdict): void {
-  mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${verdictPath(cacheDir)}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(v));
-  renameSync(tmp, verdictPath(cacheDir));
+  writeCacheText(verdictPath(cacheDir), JSON.stringify(v));
 }

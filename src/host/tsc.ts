@@ -6,9 +6,9 @@
  * Measured by mkt-tsc (20 ms) once per host boot, remembered in the cache.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readCacheText } from './cache-file.js';
+import { readCacheText, writeCacheText } from './cache-file.js';
 
 /** A frequency a TSC can have, in kHz (100 MHz to 20 GHz): anything else is a failed measurement. */
 export function plausibleTscKhz(khz: number): boolean {
@@ -50,14 +50,10 @@ export function hostTscKhz(cacheDir: string, bootId: string, helper: string, cpu
   const khz = Number(r.stdout?.trim());
   if (r.status !== 0 || !plausibleTscKhz(khz)) return undefined;
   if (bootId !== 'unknown') {
-    const tmp = `${file}.${process.pid}.tmp`;
     try {
-      mkdirSync(cacheDir, { recursive: true });
-      writeFileSync(tmp, `${bootId} ${khz}\n`);
-      renameSync(tmp, file);
+      writeCacheText(file, `${bootId} ${khz}\n`);
     } catch {
       /* an unwritable cache (or a full disk): measured again next time */
-      rmSync(tmp, { force: true });
     }
   }
   return khz;

@@ -10,7 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readCacheText } from '../host/cache-file.js';
+import { readCacheText, writeCacheText } from '../host/cache-file.js';
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { elfKernelFile } from './elf.js';
@@ -114,15 +114,8 @@ export function pvhImage(image: string, cacheDir: string, find: (tool: string) =
   // not asked before (or something that is no note stands there: replaced below)
   const remember = (reason: string): PvhImage => {
     try {
-      mkdirSync(dir, { recursive: true });
-      // through a temporary file: whatever stood at the note's name (a FIFO would block a write) is replaced
-      const tmp = `${no}.tmp-${process.pid}`;
-      try {
-        writeFileSync(tmp, `${reason}\n`);
-        renameSync(tmp, no);
-      } finally {
-        rmSync(tmp, { force: true });
-      }
+      // whatever stood at the note's name (a FIFO would block a write) is replaced
+      writeCacheText(no, `${reason}\n`);
       prune(dir);
     } catch {
       // asked again next time
